@@ -1,0 +1,76 @@
+"""Exec area: create, start (hijacked like attach), resize, inspect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.daemon.errors import Conflict, InvalidParameter
+from engine.daemon.router import Backends, str_list, want
+from engine.daemon.server import Hijack, Request, Response
+
+
+def validate_exec(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise InvalidParameter("exec config must be a JSON object")
+    cmd = str_list(body.get("Cmd"), "Cmd")
+    if not cmd:
+        raise InvalidParameter("No exec command specified")
+    for k in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "Privileged"):
+        want(body, k, bool, "")
+    for k in ("User", "WorkingDir", "DetachKeys"):
+        want(body, k, str, "")
+    str_list(body.get("Env"), "Env")
+    wd = body.get("WorkingDir")
+    if wd and not wd.startswith("/"):
+        raise InvalidParameter(f"the working directory '{wd}' is invalid, it needs to be an "
+                               "absolute path")
+    return dict(body, Cmd=cmd)
+
+
+def routes(b: Backends) -> list:
+    eng = b.engine
+
+    def cm() -> Any:
+        return b.need("containers")
+
+    def create(req: Request, name: str) -> Response:
+        cfg = validate_exec(req.json())
+        eid = eng.run("exec.create", cm().exec_create, name, cfg,
+                      _job_args={"container": name, "cmd": cfg["Cmd"]})
+        return Response.json({"Id": eid}, 201)
+
+    def start(req: Request, id: str) -> Response | Hijack:
+        body = req.json({}) or {}
+        detach = bool(want(body, "Detach", bool, "", default=False))
+        tty = want(body, "Tty", bool, "", default=None)
+        m = cm()
+        info = m.exec_inspect(id)  # 404 before upgrading
+        if info.get("Running"):
+            raise Conflict(f"exec {id} is already running")
+        if tty is None:
+            tty = bool((info.get("ProcessConfig") or {}).get("tty"))
+        if detach:
+            eng.run("exec.start", m.exec_start, id, None, True, tty)
+            return Response(200)
+
+        def run(sock) -> None:
+            eng.run("exec.start", m.exec_start, id, sock, False, tty)
+
+        return Hijack(run, multiplexed=not tty)
+
+    def resize(req: Request, id: str) -> Response:
+        h, w = req.int("h", 0), req.int("w", 0)
+        if (h or 0) < 0 or (w or 0) < 0:
+            raise InvalidParameter(f"invalid terminal size {h}x{w}")
+        cm().exec_resize(id, h, w)
+        return Response(200)
+
+    def inspect(req: Request, id: str) -> Response:
+        return Response.json(cm().exec_inspect(id))
+
+    return [
+        ("POST", "/containers/{name}/exec", create),
+        ("POST", "/exec/{id}/start", start),
+        ("POST", "/exec/{id}/resize", resize),
+        ("GET", "/exec/{id}/json", inspect),
+    ]
