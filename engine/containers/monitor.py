@@ -1,0 +1,637 @@
+"""The per-container monitor (like conmon / containerd-shim): holds the container's process.
+
+`python -m engine.containers.monitor CONFIG READY_FD` forks once (the daemon reaps the first
+process at once; the monitor is adopted by init), becomes a child subreaper, creates the
+container through libcontainer, and then:
+
+- holds the container's stdio pipes or pty master, writes the json-file log;
+- serves a unix socket (exec_root/<id>/monitor.sock): one JSON request line per connection,
+  answered with one JSON line; "attach" and "exec" connections then carry the raw stream
+  (docker-multiplexed frames unless the process has a tty, stdin the other way);
+- reaps its children; when the container's init exits it drains output, records
+  {"ExitCode","OOMKilled","FinishedAt"} atomically in the exit file, destroys the libcontainer
+  container, answers "wait" requests and exits.
+
+The daemon can die and come back at any time: everything it needs is in files and the socket.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+import traceback
+from pathlib import Path
+
+from .logs import JsonFileWriter, frame
+from .state import iso_from_ns
+
+PR_SET_CHILD_SUBREAPER = 36
+MAX_CLIENT_BUFFER = 8 * 1024 * 1024  # a client further behind than this is dropped
+START_TIMEOUT = 120.0  # created but never started: give up
+
+
+def _set_subreaper() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _nonblock(fd: int) -> None:
+    fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+
+
+def recv_fd(sock: socket.socket) -> int:
+    fds = array.array("i")
+    msg, anc, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize * 4))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise RuntimeError("no file descriptor received on the console socket")
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0]
+
+
+def set_winsize(fd: int, h: int, w: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+
+
+def atomic_write(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+class Client:
+    """One connection on the monitor socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = b""
+        self.out = bytearray()
+        self.kind = ""  # "", attach, exec, wait, done
+        self.stdout = self.stderr = self.stdin = False
+        self.proc: Proc | None = None  # the process whose stdin this client feeds
+        self.closing = False  # close once `out` is flushed
+        self.read_closed = False
+
+
+class Proc:
+    """A process whose stdio the monitor holds: the container's init or an exec."""
+
+    def __init__(self, name: str, tty: bool) -> None:
+        self.name = name
+        self.tty = tty
+        self.pid = 0
+        self.stdin_w: int | None = None
+        self.outputs: dict[int, str] = {}  # fd -> "stdout" | "stderr"
+        self.master: int | None = None
+        self.exit_code: int | None = None
+        self.exited_at = 0.0
+        self.clients: list[Client] = []
+        self.stdin_once = False
+
+
+class Monitor:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.cid: str = cfg["id"]
+        self.sel = selectors.DefaultSelector()
+        self.init = Proc("init", bool(cfg.get("tty")))
+        self.init.stdin_once = bool(cfg.get("stdin_once"))
+        self.execs: dict[str, Proc] = {}
+        self.by_pid: dict[int, Proc] = {}
+        self.waiters: list[Client] = []
+        self.container = None
+        self.started = False
+        self.created_at = time.monotonic()
+        self.logger: JsonFileWriter | None = None
+        if cfg.get("log_driver", "json-file") != "none":
+            self.logger = JsonFileWriter(Path(cfg["log_path"]), cfg.get("max_size", -1),
+                                         cfg.get("max_file", 1))
+        self.exec_dir = Path(cfg["exec_dir"])
+        self.sig_r, self.sig_w = os.pipe()
+        _nonblock(self.sig_r)
+        _nonblock(self.sig_w)
+        self.exit_record: dict | None = None
+        from engine.drivers.exec.native import NativeDriver
+
+        self.driver = NativeDriver(Path(cfg["runtime_root"]))
+
+    # -- setup ---------------------------------------------------------------------------
+    def _stdio(self, proc: Proc, open_stdin: bool, console_path: Path
+               ) -> tuple[tuple[int, int, int] | None, str | None, list[int], socket.socket | None]:
+        """Returns (stdio for the child, console socket path, fds to close after, listener)."""
+        if proc.tty:
+            console_path.unlink(missing_ok=True)
+            lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            lst.bind(str(console_path))
+            lst.listen(1)
+            return None, str(console_path), [], lst
+        to_close = []
+        if open_stdin:
+            r, w = os.pipe()
+            proc.stdin_w = w
+            stdin = r
+            to_close.append(r)
+        else:
+            stdin = os.open(os.devnull, os.O_RDONLY)
+            to_close.append(stdin)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        proc.outputs = {out_r: "stdout", err_r: "stderr"}
+        to_close += [out_w, err_w]
+        return (stdin, out_w, err_w), None, to_close, None
+
+    def _take_console(self, proc: Proc, lst: socket.socket, console_path: Path) -> None:
+        lst.settimeout(10)
+        conn, _ = lst.accept()
+        conn.settimeout(10)
+        with conn:
+            proc.master = recv_fd(conn)
+        lst.close()
+        console_path.unlink(missing_ok=True)
+        proc.outputs = {proc.master: "stdout"}
+        proc.stdin_w = proc.master
+
+    def _watch_proc(self, proc: Proc) -> None:
+        for fd in proc.outputs:
+            _nonblock(fd)
+            self.sel.register(fd, selectors.EVENT_READ, ("out", proc))
+
+    def create(self) -> int:
+        cfg = self.cfg
+        stdio, console, to_close, lst = self._stdio(
+            self.init, bool(cfg.get("open_stdin")), self.exec_dir / "console.sock"
+        )
+        try:
+            with open(cfg["spec_path"]) as f:
+                spec = json.load(f)
+            self.container = self.driver.create(self.cid, cfg["bundle"], spec, stdio=stdio,
+                                                console_socket=console)
+            if lst is not None:
+                self._take_console(self.init, lst, self.exec_dir / "console.sock")
+                if cfg.get("console_size"):
+                    h, w = cfg["console_size"]
+                    if h and w:
+                        set_winsize(self.init.master, h, w)  # type: ignore[arg-type]
+        finally:
+            for fd in to_close:
+                os.close(fd)
+        self.init.pid = int(self.container.pid)  # type: ignore[attr-defined]
+        self.by_pid[self.init.pid] = self.init
+        self._watch_proc(self.init)
+        return self.init.pid
+
+    # -- main loop -------------------------------------------------------------------------
+    def serve(self, listener: socket.socket) -> None:
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
+        self.sel.register(self.sig_r, selectors.EVENT_READ, ("sig", None))
+        signal.set_wakeup_fd(self.sig_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the daemon stopping must not stop us
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        drain_deadline = 0.0
+        while True:
+            if self.init.exit_code is not None:
+                if not self.init.outputs or time.monotonic() > drain_deadline:
+                    break
+                timeout = max(0.0, drain_deadline - time.monotonic())
+            else:
+                timeout = 1.0
+            for key, mask in self.sel.select(timeout):
+                kind, obj = key.data
+                if kind == "listen":
+                    self._accept(listener)
+                elif kind == "sig":
+                    try:
+                        while os.read(self.sig_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif kind == "out":
+                    self._read_output(obj, key.fd)
+                elif kind == "client":
+                    if mask & selectors.EVENT_READ:
+                        self._client_read(obj)
+                    if mask & selectors.EVENT_WRITE and obj.sock.fileno() >= 0:
+                        self._client_write(obj)
+            self._reap()
+            if self.init.exit_code is not None and not drain_deadline:
+                drain_deadline = time.monotonic() + 2.0
+            if not self.started and time.monotonic() - self.created_at > START_TIMEOUT:
+                self._kill_init()
+        self._finish(listener)
+
+    def _kill_init(self) -> None:
+        try:
+            os.kill(self.init.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code
+            proc = self.by_pid.pop(pid, None)
+            if proc is not None:
+                proc.exit_code = code
+                proc.exited_at = time.monotonic()
+                if proc is not self.init:
+                    self._exec_exited(proc)
+
+    # -- output ----------------------------------------------------------------------------
+    def _read_output(self, proc: Proc, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:  # EIO: the pty's other side is gone
+                raise
+            data = b""
+        stream = proc.outputs.get(fd, "stdout")
+        if not data:
+            self.sel.unregister(fd)
+            del proc.outputs[fd]
+            if fd != proc.master:
+                os.close(fd)
+            if not proc.outputs and proc is not self.init:
+                self._exec_exited(proc)
+            return
+        if proc is self.init and self.logger is not None:
+            self.logger.write(stream, data)
+        payload = data if proc.tty else frame(1 if stream == "stdout" else 2, data)
+        for c in list(proc.clients):
+            if (stream == "stdout" and c.stdout) or (stream == "stderr" and c.stderr):
+                self._send(c, payload)
+
+    def _send(self, c: Client, data: bytes) -> None:
+        if c.sock.fileno() < 0:
+            return
+        c.out += data
+        if len(c.out) > MAX_CLIENT_BUFFER:
+            self._drop(c)
+            return
+        self._client_write(c)
+
+    def _update_events(self, c: Client) -> None:
+        if c.sock.fileno() < 0:
+            return
+        ev = 0
+        if not c.read_closed:
+            ev |= selectors.EVENT_READ
+        if c.out:
+            ev |= selectors.EVENT_WRITE
+        try:
+            if ev:
+                self.sel.modify(c.sock, ev, ("client", c))
+            else:
+                self.sel.unregister(c.sock)
+        except KeyError:
+            if ev:
+                self.sel.register(c.sock, ev, ("client", c))
+
+    def _client_write(self, c: Client) -> None:
+        while c.out:
+            try:
+                n = c.sock.send(c.out)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._drop(c)
+                return
+            del c.out[:n]
+        if not c.out and c.closing:
+            self._drop(c)
+            return
+        self._update_events(c)
+
+    def _drop(self, c: Client) -> None:
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        for p in [self.init, *self.execs.values()]:
+            if c in p.clients:
+                p.clients.remove(c)
+        if c in self.waiters:
+            self.waiters.remove(c)
+        c.sock.close()
+
+    # -- clients ---------------------------------------------------------------------------
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            c = Client(sock)
+            self.sel.register(sock, selectors.EVENT_READ, ("client", c))
+
+    def _client_read(self, c: Client) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not c.kind:
+            if not data:
+                self._drop(c)
+                return
+            c.inbuf += data
+            if b"\n" not in c.inbuf:
+                if len(c.inbuf) > 1 << 20:
+                    self._drop(c)
+                return
+            line, rest = c.inbuf.split(b"\n", 1)
+            c.inbuf = b""
+            try:
+                req = json.loads(line)
+                self._request(c, req)
+            except Exception as e:  # noqa: BLE001 - answer, never die on one bad request
+                traceback.print_exc()
+                self._reply(c, {"error": str(e)}, close=True)
+                return
+            if rest:
+                self._stdin(c, rest)
+            return
+        if not data:
+            c.read_closed = True
+            self._stdin_eof(c)
+            if c.kind in ("wait", "done"):
+                self._drop(c)
+            else:
+                self._update_events(c)
+            return
+        self._stdin(c, data)
+
+    def _stdin(self, c: Client, data: bytes) -> None:
+        p = c.proc
+        if not c.stdin or p is None or p.stdin_w is None or p.exit_code is not None:
+            return
+        try:
+            os.write(p.stdin_w, data)  # blocking writes: stdin is a pipe or the pty
+        except OSError:
+            pass
+
+    def _stdin_eof(self, c: Client) -> None:
+        p = c.proc
+        if not c.stdin or p is None or p.stdin_w is None:
+            return
+        if p.tty:
+            return  # a tty has no EOF of its own; the user types ^D
+        if p.stdin_once or p is not self.init:
+            try:
+                os.close(p.stdin_w)
+            except OSError:
+                pass
+            p.stdin_w = None
+
+    def _reply(self, c: Client, obj: dict, close: bool = False) -> None:
+        self._send(c, json.dumps(obj).encode() + b"\n")
+        if close:
+            c.closing = True
+            c.kind = "done"
+            if not c.out:
+                self._drop(c)
+
+    def _request(self, c: Client, req: dict) -> None:
+        op = req.get("op")
+        if op == "ping":
+            self._reply(c, {"pid": self.init.pid, "started": self.started}, close=True)
+        elif op == "start":
+            if not self.started:
+                self.container.start()  # type: ignore[union-attr]
+                self.started = True
+            self._reply(c, {"pid": self.init.pid}, close=True)
+        elif op == "attach":
+            c.kind = "attach"
+            c.proc = self.init
+            c.stdin, c.stdout, c.stderr = (bool(req.get(k)) for k in ("stdin", "stdout", "stderr"))
+            if self.init.exit_code is not None and not self.init.outputs:
+                self._reply(c, {"ok": True, "exited": True}, close=True)
+                return
+            self.init.clients.append(c)
+            self._reply(c, {"ok": True, "tty": self.init.tty})
+        elif op == "resize":
+            p = self.init if not req.get("exec") else self.execs.get(req["exec"])
+            if p is None or p.master is None:
+                self._reply(c, {"error": "no tty"}, close=True)
+                return
+            set_winsize(p.master, int(req["h"]), int(req["w"]))
+            self._reply(c, {"ok": True}, close=True)
+        elif op == "wait":
+            c.kind = "wait"
+            self.waiters.append(c)
+            self._reply(c, {"ok": True})
+        elif op == "exec":
+            self._exec(c, req)
+        elif op == "signal":
+            os.kill(self.init.pid, int(req["signal"]))
+            self._reply(c, {"ok": True}, close=True)
+        else:
+            self._reply(c, {"error": f"unknown op {op!r}"}, close=True)
+
+    # -- exec ------------------------------------------------------------------------------
+    def _exec(self, c: Client, req: dict) -> None:
+        eid = req["exec_id"]
+        process = req["process"]
+        proc = Proc(eid, bool(process.get("terminal")))
+        console_path = self.exec_dir / f"exec-{eid[:12]}.sock"
+        want_stdin = bool(req.get("stdin"))
+        stdio, console, to_close, lst = self._stdio(proc, want_stdin, console_path)
+        try:
+            pid = self.container.exec(  # type: ignore[union-attr]
+                process, stdio=stdio, console_socket=console
+            )
+            if lst is not None:
+                self._take_console(proc, lst, console_path)
+                if req.get("console_size"):
+                    h, w = req["console_size"]
+                    if h and w:
+                        set_winsize(proc.master, h, w)  # type: ignore[arg-type]
+        except Exception:
+            if lst is not None:
+                lst.close()
+                console_path.unlink(missing_ok=True)
+            for fd in list(proc.outputs) + ([proc.stdin_w] if proc.stdin_w is not None else []):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            raise
+        finally:
+            for fd in to_close:
+                os.close(fd)
+        proc.pid = int(pid)
+        self.execs[eid] = proc
+        self.by_pid[proc.pid] = proc
+        self._watch_proc(proc)
+        if req.get("detach"):
+            self._reply(c, {"pid": proc.pid}, close=True)
+        else:
+            c.kind = "exec"
+            c.proc = proc
+            c.stdin = want_stdin
+            c.stdout = bool(req.get("stdout", True))
+            c.stderr = bool(req.get("stderr", True))
+            proc.clients.append(c)
+            self._reply(c, {"pid": proc.pid})
+        # the process may already be gone (reaped before we registered its pid)
+        self._reap()
+
+    def _exec_exited(self, proc: Proc) -> None:
+        """Both the exit status and the end of output are needed before the record is final."""
+        if proc.exit_code is None or proc.outputs:
+            return
+        if proc.name not in self.execs:
+            return
+        atomic_write(self.exec_dir / "execs" / f"{proc.name}.json",
+                     {"ExitCode": proc.exit_code, "Pid": proc.pid})
+        if proc.master is not None:
+            os.close(proc.master)
+            proc.master = None
+        if proc.stdin_w is not None:
+            try:
+                os.close(proc.stdin_w)
+            except OSError:
+                pass
+            proc.stdin_w = None
+        for cl in list(proc.clients):
+            cl.closing = True
+            cl.kind = "done"
+            if not cl.out:
+                self._drop(cl)
+        del self.execs[proc.name]
+
+    # -- exit ------------------------------------------------------------------------------
+    def _finish(self, listener: socket.socket) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        oom = False
+        if self.container is not None:
+            try:
+                oom = bool(self.container.oom_killed())  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+        code = self.init.exit_code if self.init.exit_code is not None else 255
+        if oom and code == 0:
+            oom = False
+        record = {"ExitCode": code, "OOMKilled": oom, "FinishedAt": iso_from_ns(time.time_ns()),
+                  "Started": self.started}
+        self.exit_record = record
+        try:
+            if self.container is not None:
+                try:
+                    self.container.destroy(force=True)  # type: ignore[attr-defined]
+                except TypeError:
+                    self.container.destroy()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+        atomic_write(Path(self.cfg["exit_file"]), record)
+        listener.close()
+        Path(self.cfg["sock"]).unlink(missing_ok=True)
+        # tell waiters, flush what attachers still have buffered (bounded), then go
+        for w in list(self.waiters):
+            self._send(w, json.dumps({"exit": record}).encode() + b"\n")
+            w.closing = True
+        for proc in [self.init, *self.execs.values()]:
+            for cl in list(proc.clients):
+                cl.closing = True
+                if not cl.out:
+                    self._drop(cl)
+        deadline = time.monotonic() + 5.0
+        pending = [c for c in self.waiters + self.init.clients if c.sock.fileno() >= 0]
+        for c in pending:
+            c.sock.setblocking(True)
+            c.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                c.sock.sendall(bytes(c.out))
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            c.sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cfg_path, ready_fd = argv[0], int(argv[1])
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    if os.fork() != 0:  # the daemon's child exits now; the monitor is adopted by init
+        os._exit(0)
+    exec_dir = Path(cfg["exec_dir"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    logfd = os.open(exec_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(logfd, 1)
+    os.dup2(logfd, 2)
+    os.close(devnull)
+    os.close(logfd)
+    _set_subreaper()
+    ready = os.fdopen(ready_fd, "w")
+    try:
+        mon = Monitor(cfg)
+        pid = mon.create()
+        sock_path = Path(cfg["sock"])
+        sock_path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(sock_path))
+        listener.listen(64)
+    except BaseException as e:  # noqa: BLE001 - report every failure to the daemon
+        traceback.print_exc()
+        try:
+            ready.write(json.dumps({"error": str(e) or type(e).__name__,
+                                    "type": type(e).__name__}) + "\n")
+            ready.close()
+        except OSError:
+            pass
+        return 1
+    ready.write(json.dumps({"pid": pid, "monitor_pid": os.getpid()}) + "\n")
+    ready.close()
+    try:
+        mon.serve(listener)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        mon._kill_init()
+        if mon.exit_record is None:
+            try:
+                os.waitpid(mon.init.pid, 0)
+            except ChildProcessError:
+                pass
+            mon._finish(listener)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
