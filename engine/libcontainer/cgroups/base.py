@@ -1,0 +1,129 @@
+"""The Manager interface both cgroup versions implement (runc's cgroups.Manager, trimmed)."""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import signal
+from pathlib import Path
+
+from ..errors import ConfigError
+from .resources import Resources
+
+
+def normalize_path(cgroups_path: str) -> str:
+    """OCI cgroupsPath -> a path below the hierarchy root ("/skiff/abc").
+
+    A relative path is taken relative to the hierarchy root (runc would nest it below its own
+    cgroup; Skiff's callers always pass absolute paths, and nesting below the caller's cgroup
+    would make the container's placement depend on who started it).
+    """
+    if not isinstance(cgroups_path, str) or not cgroups_path.strip("/"):
+        raise ConfigError("linux.cgroupsPath", cgroups_path, "must name a cgroup below the root")
+    if ":" in cgroups_path:
+        raise ConfigError(
+            "linux.cgroupsPath", cgroups_path, "systemd slice:prefix:name paths are not supported"
+        )
+    parts = [p for p in cgroups_path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ConfigError("linux.cgroupsPath", cgroups_path, "must not contain . or ..")
+    return "/" + "/".join(parts)
+
+
+class Manager(abc.ABC):
+    """One container's cgroup, in every controller the host has."""
+
+    version: str = ""
+
+    def __init__(self, cgroups_path: str, resources: Resources | None = None) -> None:
+        self.path = normalize_path(cgroups_path)
+        self.resources = resources or Resources()
+        # Things the kernel cannot do here and that were skipped (e.g. v2 device filtering).
+        self.warnings: list[str] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def validate(self, resources: Resources) -> None:
+        """Host-dependent checks (CPUs present, files supported); raise ConfigError. No writes."""
+
+    @abc.abstractmethod
+    def _create_dirs(self) -> None: ...
+
+    def create(self) -> None:
+        """Make the cgroup and apply the resources; on any failure leave nothing behind."""
+        self.validate(self.resources)
+        try:
+            self._create_dirs()
+            self.set(self.resources)
+        except BaseException:
+            try:
+                self.destroy()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+
+    @abc.abstractmethod
+    def set(self, resources: Resources) -> None:
+        """Apply resources (first time or an update of a running cgroup)."""
+
+    def update(self, resources: Resources) -> None:
+        """Apply the fields `resources` sets, keeping the others (docker update)."""
+        merged = self.resources.merged(resources)
+        self.set(resources)
+        self.resources = merged
+
+    @abc.abstractmethod
+    def apply(self, pid: int) -> None:
+        """Move a process (its whole thread group) into the cgroup."""
+
+    @abc.abstractmethod
+    def pids(self) -> list[int]: ...
+
+    @abc.abstractmethod
+    def freeze(self) -> None: ...
+
+    @abc.abstractmethod
+    def thaw(self) -> None: ...
+
+    @abc.abstractmethod
+    def stats(self) -> dict: ...
+
+    @abc.abstractmethod
+    def oom_kill_count(self) -> int: ...
+
+    @abc.abstractmethod
+    def destroy(self) -> None:
+        """Remove the cgroup everywhere; idempotent; the caller kills the processes first."""
+
+    @abc.abstractmethod
+    def exists(self) -> bool: ...
+
+    @abc.abstractmethod
+    def dirs(self) -> list[Path]:
+        """Every directory this cgroup has (one per v1 hierarchy, one on v2)."""
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process in the cgroup (frozen first so none can fork away)."""
+        frozen = False
+        try:
+            self.freeze()
+            frozen = True
+        except Exception:  # noqa: BLE001 - no freezer: signal anyway
+            pass
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                except OSError as e:
+                    if e.errno != errno.ESRCH:
+                        raise
+        finally:
+            if frozen:
+                self.thaw()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"

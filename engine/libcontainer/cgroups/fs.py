@@ -1,0 +1,170 @@
+"""Small cgroupfs helpers shared by the v1 and v2 managers: mounts, reads, writes, removal.
+
+The cgroup root is a parameter everywhere so that unit tests can point a manager at a fake
+tree under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import SystemError_
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class CgroupError(SystemError_):
+    """A cgroupfs operation failed; names the file, the value and the kernel's errno."""
+
+    def __init__(self, message: str, *, path: Path | None = None, value: str | None = None,
+                 err: int | None = None) -> None:
+        self.path, self.value, self.errno_ = path, value, err
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+def mountinfo(text: str | None = None) -> list[tuple[str, str, str]]:
+    """(mount point, fs type, super options) for every cgroup/cgroup2 mount."""
+    if text is None:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            text = f.read()
+    out = []
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        if not sep:
+            continue
+        fields = pre.split()
+        fstype, _source, opts = (post.split() + ["", "", ""])[:3]
+        if fstype in ("cgroup", "cgroup2") and len(fields) >= 5:
+            out.append((_unescape(fields[4]), fstype, opts))
+    return out
+
+
+def _unescape(s: str) -> str:
+    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
+        "\\134", "\\"
+    )
+
+
+def write(path: Path, value: str) -> None:
+    """Write one value to a cgroup file as a single write(2), as the kernel expects."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | _creat_in_fake(path))
+    except OSError as e:
+        raise CgroupError(
+            f"cannot open {path}: {os.strerror(e.errno or 0)}", path=path, value=value,
+            err=e.errno,
+        ) from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise CgroupError(
+            f"cannot write {value!r} to {path}: {os.strerror(e.errno or 0)}",
+            path=path, value=value, err=e.errno,
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _creat_in_fake(path: Path) -> int:
+    """Real cgroupfs files always exist; fake trees (unit tests) get them created on write."""
+    return os.O_CREAT if FAKE_ROOTS and any(_under(path, r) for r in FAKE_ROOTS) else 0
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+# Roots registered by unit tests as fake cgroupfs trees (files are created on write and
+# rmdir removes directories together with their files, as cgroupfs does).
+FAKE_ROOTS: list[Path] = []
+
+
+def mkdir(path: Path) -> None:
+    """mkdir one cgroup level (the kernel populates its interface files; unit tests patch this
+    to emulate that in a fake tree)."""
+    path.mkdir(exist_ok=True)
+
+
+def read(path: Path) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def read_int(path: Path) -> int:
+    return int(read(path))
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """A flat keyed file ("key value" per line): cpu.stat, memory.events, memory.stat."""
+    out: dict[str, int] = {}
+    try:
+        text = read(path)
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
+def rmdir_tree(path: Path, timeout: float = 2.0) -> None:
+    """Remove a cgroup directory and its child cgroups, bottom-up.
+
+    rmdir of a cgroup whose last task just exited can briefly fail with EBUSY (the task is a
+    zombie still charged to the cgroup), so EBUSY is retried until `timeout`.
+    """
+    if not path.exists():
+        return
+    for child in sorted((p for p in path.iterdir() if p.is_dir()), reverse=True):
+        rmdir_tree(child, timeout)
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            _rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise CgroupError(
+                    f"cannot remove cgroup {path}: {os.strerror(e.errno or 0)}"
+                    + (" (processes are still in it)" if e.errno == errno.EBUSY else ""),
+                    path=path, err=e.errno,
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def _rmdir(path: Path) -> None:
+    if FAKE_ROOTS and any(_under(path, r) for r in FAKE_ROOTS):
+        for f in path.iterdir():
+            if f.is_file():
+                f.unlink()
+    os.rmdir(path)
+
+
+def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until predicate() is true (freezer transitions are asynchronous)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise CgroupError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)

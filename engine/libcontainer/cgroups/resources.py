@@ -1,0 +1,330 @@
+"""OCI `linux.resources` as plain data, validated once with the kernel's real bounds.
+
+`Resources.from_oci()` is pure: it checks what can be known without the host (types, ranges,
+list syntax, consistency between fields). What depends on the host (CPUs present in the parent
+cpuset, a blkio weight file, the cgroup version for `unified`) is checked by
+`Manager.validate()` before anything is created.
+
+Conventions follow runc so that OCI tooling sees the same behaviour: 0 means "unset" for
+memory.limit, memory.swap, memory.reservation, cpu.shares, cpu.quota, cpu.period, pids.limit and
+blockIO.weight; -1 means "unlimited" for memory values, cpu.quota and pids.limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError
+from . import model
+
+_F = "linux.resources"
+
+_UNIFIED_KEY = re.compile(r"^[a-z_]+\.[A-Za-z0-9_.]+$")
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    """One OCI device cgroup rule; `major`/`minor` None mean any ("*")."""
+
+    allow: bool
+    type: str = "a"
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
+
+    def v1_line(self) -> str:
+        """The line written to v1 devices.allow / devices.deny."""
+        if self.type == "a":
+            return "a"
+        maj = "*" if self.major is None else str(self.major)
+        mnr = "*" if self.minor is None else str(self.minor)
+        return f"{self.type} {maj}:{mnr} {self.access}"
+
+
+# runc's default allowed devices (specconv AllowedDevices): mknod of anything, plus the
+# character devices every container gets in /dev.
+DEFAULT_ALLOWED_DEVICES: tuple[DeviceRule, ...] = (
+    DeviceRule(True, "c", None, None, "m"),
+    DeviceRule(True, "b", None, None, "m"),
+    DeviceRule(True, "c", 1, 3, "rwm"),  # /dev/null
+    DeviceRule(True, "c", 1, 8, "rwm"),  # /dev/random
+    DeviceRule(True, "c", 1, 7, "rwm"),  # /dev/full
+    DeviceRule(True, "c", 5, 0, "rwm"),  # /dev/tty
+    DeviceRule(True, "c", 1, 5, "rwm"),  # /dev/zero
+    DeviceRule(True, "c", 1, 9, "rwm"),  # /dev/urandom
+    DeviceRule(True, "c", 5, 1, "rwm"),  # /dev/console
+    DeviceRule(True, "c", 136, None, "rwm"),  # /dev/pts/*
+    DeviceRule(True, "c", 5, 2, "rwm"),  # /dev/ptmx
+)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Validated resources. None means "leave the kernel's value alone"."""
+
+    memory_limit: int | None = None  # bytes, -1 unlimited
+    memory_reservation: int | None = None  # bytes, -1 unlimited (v1 soft limit, v2 memory.low)
+    memory_swap: int | None = None  # OCI memory+swap total, -1 unlimited
+    memory_swappiness: int | None = None  # v1 only, 0..100
+    cpu_shares: int | None = None  # 2..262144 (v2: converted to cpu.weight)
+    cpu_quota: int | None = None  # us, -1 unlimited
+    cpu_period: int | None = None  # us
+    cpu_burst: int | None = None  # us
+    cpuset_cpus: str | None = None  # canonical list ("0-1")
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None  # >0, or -1 unlimited
+    blkio_weight: int | None = None  # 10..1000
+    devices: tuple[DeviceRule, ...] = ()  # OCI rules (the defaults are appended on apply)
+    unified: dict[str, str] = field(default_factory=dict)  # v2 raw files
+
+    def is_empty(self) -> bool:
+        return all(
+            getattr(self, f.name) in (None, (), {}) for f in fields(self)
+        )
+
+    def merged(self, update: Resources) -> Resources:
+        """These resources with every field `update` sets replacing ours (for `update`)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for f in fields(update):
+            v = getattr(update, f.name)
+            if v not in (None, (), {}):
+                values[f.name] = v
+        return Resources(**values)
+
+    @classmethod
+    def from_oci(cls, d: dict | None) -> Resources:
+        """Validate OCI `linux.resources`; raise ConfigError naming the field and the value."""
+        if d is None:
+            return cls()
+        _expect(d, dict, _F)
+        mem = _section(d, "memory")
+        cpu = _section(d, "cpu")
+        pids = _section(d, "pids")
+        blkio = _section(d, "blockIO")
+
+        limit = _memory(mem, "limit", page_floor=True)
+        reservation = _memory(mem, "reservation")
+        swap = _memory(mem, "swap")
+        if swap is not None and swap != -1:
+            if limit is None or limit == -1:
+                raise ConfigError(
+                    f"{_F}.memory.swap", swap, "a swap limit needs memory.limit to be set"
+                )
+            if swap < limit:
+                raise ConfigError(
+                    f"{_F}.memory.swap",
+                    swap,
+                    f"memory+swap must be >= memory.limit ({limit})",
+                )
+        swappiness = _int(mem, "swappiness", f"{_F}.memory")
+        if swappiness is not None and not 0 <= swappiness <= 100:
+            raise ConfigError(f"{_F}.memory.swappiness", swappiness, "must be 0..100")
+        for unsupported in ("kernel", "kernelTCP"):
+            if mem.get(unsupported) not in (None, 0):
+                raise ConfigError(
+                    f"{_F}.memory.{unsupported}",
+                    mem[unsupported],
+                    "kernel memory limits are deprecated and not supported",
+                )
+
+        shares = _int(cpu, "shares", f"{_F}.cpu")
+        if shares == 0:
+            shares = None
+        if shares is not None and not model.CPU_SHARES_MIN <= shares <= model.CPU_SHARES_MAX:
+            raise ConfigError(
+                f"{_F}.cpu.shares",
+                shares,
+                f"must be {model.CPU_SHARES_MIN}..{model.CPU_SHARES_MAX} "
+                "(the kernel would silently clamp it)",
+            )
+        quota = _int(cpu, "quota", f"{_F}.cpu")
+        if quota == 0:
+            quota = None
+        if quota is not None:
+            if quota < -1:
+                raise ConfigError(f"{_F}.cpu.quota", quota, "must be -1 (unlimited) or >= 1000")
+            if 0 <= quota < model.CFS_QUOTA_MIN_US:
+                raise ConfigError(
+                    f"{_F}.cpu.quota", quota, f"must be >= {model.CFS_QUOTA_MIN_US} us"
+                )
+            if quota > model.CFS_QUOTA_MAX_US:
+                raise ConfigError(
+                    f"{_F}.cpu.quota", quota, f"must be <= {model.CFS_QUOTA_MAX_US} us"
+                )
+        period = _int(cpu, "period", f"{_F}.cpu")
+        if period == 0:
+            period = None
+        if period is not None and not (
+            model.CFS_PERIOD_MIN_US <= period <= model.CFS_PERIOD_MAX_US
+        ):
+            raise ConfigError(
+                f"{_F}.cpu.period",
+                period,
+                f"must be {model.CFS_PERIOD_MIN_US}..{model.CFS_PERIOD_MAX_US} us",
+            )
+        burst = _int(cpu, "burst", f"{_F}.cpu")
+        if burst is not None and burst < 0:
+            raise ConfigError(f"{_F}.cpu.burst", burst, "must be >= 0")
+        for rt in ("realtimeRuntime", "realtimePeriod"):
+            if cpu.get(rt) not in (None, 0):
+                raise ConfigError(f"{_F}.cpu.{rt}", cpu[rt], "realtime scheduling not supported")
+        cpus = _cpuset(cpu, "cpus")
+        mems = _cpuset(cpu, "mems")
+
+        plimit = _int(pids, "limit", f"{_F}.pids")
+        if plimit == 0:
+            plimit = None
+        if plimit is not None:
+            if plimit < -1:
+                raise ConfigError(f"{_F}.pids.limit", plimit, "must be -1 (unlimited) or > 0")
+            if plimit >= model.PIDS_MAX:
+                raise ConfigError(
+                    f"{_F}.pids.limit",
+                    plimit,
+                    f"must be < {model.PIDS_MAX} (PIDS_MAX; use -1 for unlimited)",
+                )
+
+        weight = _int(blkio, "weight", f"{_F}.blockIO")
+        if weight == 0:
+            weight = None
+        if weight is not None and not (
+            model.BLKIO_WEIGHT_MIN <= weight <= model.BLKIO_WEIGHT_MAX
+        ):
+            raise ConfigError(
+                f"{_F}.blockIO.weight",
+                weight,
+                f"must be {model.BLKIO_WEIGHT_MIN}..{model.BLKIO_WEIGHT_MAX}",
+            )
+
+        devices = tuple(_device(i, r) for i, r in enumerate(_list(d, "devices")))
+        unified = _unified(d.get("unified"))
+        return cls(
+            memory_limit=limit,
+            memory_reservation=reservation,
+            memory_swap=swap,
+            memory_swappiness=swappiness,
+            cpu_shares=shares,
+            cpu_quota=quota,
+            cpu_period=period,
+            cpu_burst=burst,
+            cpuset_cpus=cpus,
+            cpuset_mems=mems,
+            pids_limit=plimit,
+            blkio_weight=weight,
+            devices=devices,
+            unified=unified,
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _expect(v: Any, t: type, name: str) -> None:
+    if not isinstance(v, t) or (t is int and isinstance(v, bool)):
+        raise ConfigError(name, v, f"must be {'an object' if t is dict else t.__name__}")
+
+
+def _section(d: dict, key: str) -> dict:
+    v = d.get(key)
+    if v is None:
+        return {}
+    _expect(v, dict, f"{_F}.{key}")
+    return v
+
+
+def _list(d: dict, key: str) -> list:
+    v = d.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError(f"{_F}.{key}", v, "must be a list")
+    return v
+
+
+def _int(d: dict, key: str, prefix: str) -> int | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    name = f"{prefix}.{key}"
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(name, v, "must be an integer")
+    if not -(2**63) <= v <= model.INT64_MAX:
+        raise ConfigError(name, v, "does not fit in int64")
+    return v
+
+
+def _memory(mem: dict, key: str, page_floor: bool = False) -> int | None:
+    v = _int(mem, key, f"{_F}.memory")
+    if v is None or v == 0:
+        return None  # runc: 0 is "unset"
+    name = f"{_F}.memory.{key}"
+    if v < -1:
+        raise ConfigError(name, v, "must be -1 (unlimited) or a byte count >= 0")
+    if page_floor and 0 < v < model.PAGE_SIZE:
+        # The kernel takes it (rounds down to 0 pages) and then OOM-kills every process.
+        raise ConfigError(
+            name, v, f"below one page ({model.PAGE_SIZE} bytes): no process could run"
+        )
+    return v
+
+
+def _cpuset(cpu: dict, key: str) -> str | None:
+    v = cpu.get(key)
+    if v is None or v == "":
+        return None
+    name = f"{_F}.cpu.{key}"
+    if not isinstance(v, str):
+        raise ConfigError(name, v, "must be a string list such as '0-2,4'")
+    try:
+        ids = model.parse_cpu_list(v)
+    except ValueError as e:
+        raise ConfigError(name, v, f"malformed list: {e}") from None
+    return model.format_cpu_list(ids)
+
+
+def _device(i: int, r: Any) -> DeviceRule:
+    name = f"{_F}.devices[{i}]"
+    if not isinstance(r, dict):
+        raise ConfigError(name, r, "must be an object")
+    allow = r.get("allow")
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{name}.allow", allow, "must be true or false")
+    typ = r.get("type") or "a"
+    if typ not in ("a", "b", "c"):
+        raise ConfigError(f"{name}.type", typ, "must be 'a', 'b' or 'c'")
+    nums = []
+    for k in ("major", "minor"):
+        n = r.get(k)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < -1):
+            raise ConfigError(f"{name}.{k}", n, "must be a device number or null / -1 for any")
+        nums.append(None if n in (None, -1) else n)
+    access = r.get("access") or "rwm"
+    if (
+        not isinstance(access, str)
+        or not set(access) <= set("rwm")
+        or len(set(access)) != len(access)
+    ):
+        raise ConfigError(f"{name}.access", access, "must be a combination of r, w, m")
+    if typ == "a":
+        nums = [None, None]
+    return DeviceRule(allow, typ, nums[0], nums[1], access)
+
+
+def _unified(u: Any) -> dict[str, str]:
+    if u is None:
+        return {}
+    if not isinstance(u, dict):
+        raise ConfigError(f"{_F}.unified", u, "must be an object of file -> value")
+    out = {}
+    for k, v in u.items():
+        name = f"{_F}.unified[{k!r}]"
+        if not isinstance(k, str) or not _UNIFIED_KEY.match(k) or ".." in k:
+            raise ConfigError(name, k, "must name a cgroup interface file such as 'memory.high'")
+        if k.startswith("cgroup.") and k not in ("cgroup.max.depth", "cgroup.max.descendants"):
+            raise ConfigError(name, k, "cgroup core files cannot be set")
+        if not isinstance(v, str):
+            raise ConfigError(name, v, "must be a string")
+        out[k] = v
+    return out

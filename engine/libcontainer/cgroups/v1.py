@@ -1,0 +1,357 @@
+"""cgroup v1 (one hierarchy per controller, cgroupfs files) — this dev machine's layout."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from ..errors import ConfigError
+from . import fs, model
+from .base import Manager
+from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
+
+# The controllers a container joins, in the order runc joins them (cpuset first: its files
+# must be filled before any task can enter).
+CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")
+
+
+def v1_mounts(root: Path | None = None) -> dict[str, Path]:
+    """controller -> hierarchy mount point. With `root`, a fake tree: root/<controller>."""
+    if root is not None:
+        return {c: root / c for c in CONTROLLERS if (root / c).is_dir()}
+    out: dict[str, Path] = {}
+    for mnt, fstype, opts in fs.mountinfo():
+        if fstype != "cgroup":
+            continue
+        for opt in opts.split(","):
+            if opt in CONTROLLERS and opt not in out:
+                out[opt] = Path(mnt)
+    return out
+
+
+class V1Manager(Manager):
+    version = "v1"
+
+    def __init__(self, cgroups_path: str, resources: Resources | None = None, *,
+                 root: Path | None = None) -> None:
+        super().__init__(cgroups_path, resources)
+        self.mounts = v1_mounts(root)
+        rel = self.path.lstrip("/")
+        self.paths: dict[str, Path] = {c: m / rel for c, m in self.mounts.items()}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def dirs(self) -> list[Path]:
+        seen: list[Path] = []
+        for p in self.paths.values():  # co-mounted controllers (cpu,cpuacct) share a dir
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    def _file(self, ctrl: str, name: str) -> Path:
+        return self.paths[ctrl] / name
+
+    def _has(self, ctrl: str, name: str | None = None) -> bool:
+        if ctrl not in self.paths:
+            return False
+        if name is None:
+            return True
+        # Check the hierarchy root's file set too, so validate() works before create().
+        return (self.paths[ctrl] / name).exists() or (self.mounts[ctrl] / name).exists() or (
+            self._parent_dir(ctrl) / name
+        ).exists()
+
+    def _parent_dir(self, ctrl: str) -> Path:
+        return self.paths[ctrl].parent
+
+    def _write(self, ctrl: str, name: str, value: str) -> None:
+        fs.write(self._file(ctrl, name), value)
+
+    def _nearest_existing(self, ctrl: str) -> Path:
+        p = self.paths[ctrl]
+        while not p.exists() and p != self.mounts[ctrl]:
+            p = p.parent
+        return p
+
+    # -- Manager ----------------------------------------------------------------------------
+
+    def validate(self, resources: Resources) -> None:
+        r = resources
+        if r.unified:
+            raise ConfigError(
+                "linux.resources.unified", r.unified, "needs cgroup v2; this host is cgroup v1"
+            )
+        needs = {
+            "memory": r.memory_limit is not None or r.memory_reservation is not None
+            or r.memory_swap is not None or r.memory_swappiness is not None,
+            "cpu": r.cpu_shares is not None or r.cpu_quota is not None
+            or r.cpu_period is not None or r.cpu_burst is not None,
+            "cpuset": r.cpuset_cpus is not None or r.cpuset_mems is not None,
+            "pids": r.pids_limit is not None,
+            "blkio": r.blkio_weight is not None,
+            "devices": bool(r.devices),
+        }
+        for ctrl, needed in needs.items():
+            if needed and ctrl not in self.paths:
+                raise ConfigError(
+                    f"linux.resources ({ctrl})", self.path,
+                    f"the {ctrl} cgroup controller is not mounted on this host",
+                )
+        if r.memory_swap not in (None, -1) and not self._has("memory", "memory.memsw.limit_in_bytes"):
+            raise ConfigError(
+                "linux.resources.memory.swap", r.memory_swap,
+                "swap accounting is disabled on this host (no memory.memsw.limit_in_bytes)",
+            )
+        if r.cpu_burst is not None and not self._has("cpu", "cpu.cfs_burst_us"):
+            raise ConfigError("linux.resources.cpu.burst", r.cpu_burst, "not supported here")
+        if r.blkio_weight is not None and self._blkio_weight_file() is None:
+            raise ConfigError(
+                "linux.resources.blockIO.weight", r.blkio_weight,
+                "this kernel has no blkio weight (no blkio.weight or blkio.bfq.weight)",
+            )
+        for key, value in (("cpus", r.cpuset_cpus), ("mems", r.cpuset_mems)):
+            if value is None:
+                continue
+            parent = self._nearest_existing("cpuset")
+            if parent == self.paths["cpuset"]:
+                parent = parent.parent
+            avail = _effective(parent, key)
+            extra = model.parse_cpu_list(value) - avail
+            if extra:
+                raise ConfigError(
+                    f"linux.resources.cpu.{key}", value,
+                    f"{'CPUs' if key == 'cpus' else 'memory nodes'} "
+                    f"{model.format_cpu_list(extra)} not available "
+                    f"(parent has {model.format_cpu_list(avail) or 'none'})",
+                )
+
+    def _blkio_weight_file(self) -> str | None:
+        for name in ("blkio.bfq.weight", "blkio.weight"):
+            if self._has("blkio", name):
+                return name
+        return None
+
+    def _create_dirs(self) -> None:
+        for ctrl in CONTROLLERS:
+            if ctrl not in self.paths:
+                continue
+            target = self.paths[ctrl]
+            if ctrl == "cpuset":
+                self._mkdir_cpuset(target)
+            else:
+                level = self.mounts[ctrl]
+                for part in target.relative_to(level).parts:
+                    level = level / part
+                    fs.mkdir(level)
+
+    def _mkdir_cpuset(self, target: Path) -> None:
+        """Create each level and copy the parent's cpus/mems into empty ones (else no task fits)."""
+        mount = self.mounts["cpuset"]
+        level = mount
+        for part in target.relative_to(mount).parts:
+            parent, level = level, level / part
+            fs.mkdir(level)
+            for key in ("cpus", "mems"):
+                f = level / f"cpuset.{key}"
+                cur = fs.read(f) if f.exists() else ""
+                if not cur:
+                    fs.write(f, fs.read(parent / f"cpuset.{key}"))
+
+    def set(self, resources: Resources) -> None:
+        r = resources
+        self.validate(r)
+        if "cpuset" in self.paths:
+            if r.cpuset_cpus is not None:
+                self._write("cpuset", "cpuset.cpus", r.cpuset_cpus)
+            if r.cpuset_mems is not None:
+                self._write("cpuset", "cpuset.mems", r.cpuset_mems)
+        if r.memory_limit is not None or r.memory_swap is not None:
+            self._set_memory(r.memory_limit, r.memory_swap)
+        if r.memory_reservation is not None:
+            self._write("memory", "memory.soft_limit_in_bytes", str(r.memory_reservation))
+        if r.memory_swappiness is not None:
+            self._write("memory", "memory.swappiness", str(r.memory_swappiness))
+        if r.cpu_shares is not None:
+            self._write("cpu", "cpu.shares", str(r.cpu_shares))
+        if r.cpu_period is not None or r.cpu_quota is not None:
+            self._set_cfs(r.cpu_quota, r.cpu_period)
+        if r.cpu_burst is not None:
+            self._write("cpu", "cpu.cfs_burst_us", str(r.cpu_burst))
+        if r.pids_limit is not None:
+            self._write("pids", "pids.max", model.pids_value(r.pids_limit))
+        if r.blkio_weight is not None:
+            name = self._blkio_weight_file()
+            assert name is not None
+            self._write("blkio", name, str(r.blkio_weight))
+        if r.devices:
+            self._set_devices(r.devices + DEFAULT_ALLOWED_DEVICES)
+
+    def _set_memory(self, memory: int | None, swap: int | None) -> None:
+        has_memsw = (self.paths["memory"] / "memory.memsw.limit_in_bytes").exists()
+        if memory == -1 and swap is None and has_memsw:
+            swap = -1  # unlimited memory means unlimited memory+swap (runc)
+        if not has_memsw:
+            swap = None
+        current = _int_or(
+            self._file("memory", "memory.limit_in_bytes"), model.V1_MEMORY_UNLIMITED
+        )
+        values = {"memory.limit_in_bytes": memory, "memory.memsw.limit_in_bytes": swap}
+        for name in model.memsw_write_order(current, memory, swap):
+            value = values[name]
+            try:
+                self._write("memory", name, str(value))
+            except fs.CgroupError as e:
+                raise self._memory_error(name, value, e) from None
+
+    def _memory_error(self, name: str, value: object, e: fs.CgroupError) -> fs.CgroupError:
+        if e.errno_ == errno.EBUSY:
+            usage = fs.read(self._file("memory", "memory.usage_in_bytes"))
+            return fs.CgroupError(
+                f"cannot set {name} to {value}: the cgroup uses {usage} bytes and cgroup v1 "
+                "cannot reclaim below that (EBUSY); stop processes or raise the limit",
+                path=e.path, value=e.value, err=e.errno_,
+            )
+        if e.errno_ == errno.EINVAL and name.startswith("memory."):
+            memsw = fs.read(self._file("memory", "memory.memsw.limit_in_bytes"))
+            return fs.CgroupError(
+                f"cannot set {name} to {value}: memory must stay <= memory+swap ({memsw}); "
+                "set linux.resources.memory.swap together with the limit",
+                path=e.path, value=e.value, err=e.errno_,
+            )
+        return e
+
+    def _set_cfs(self, quota: int | None, period: int | None) -> None:
+        """Write period and quota; if the first order is refused (ratio check against the
+        parent or the old pair), try the other order, as runc does."""
+        writes = []
+        if period is not None:
+            writes.append(("cpu.cfs_period_us", str(period)))
+        if quota is not None:
+            writes.append(("cpu.cfs_quota_us", str(quota)))
+        try:
+            for name, value in writes:
+                self._write("cpu", name, value)
+        except fs.CgroupError:
+            if len(writes) < 2:
+                raise
+            for name, value in reversed(writes):
+                self._write("cpu", name, value)
+
+    def _set_devices(self, rules: tuple[DeviceRule, ...]) -> None:
+        """Replay the rules in order: the kernel's own list semantics (deny "a" resets to
+        default-deny, allow "a" to default-allow) make sequential writes exact."""
+        for rule in rules:
+            self._write("devices", "devices.allow" if rule.allow else "devices.deny", rule.v1_line())
+
+    def apply(self, pid: int) -> None:
+        for d in self.dirs():
+            fs.write(d / "cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        for ctrl in ("pids", "memory", "freezer", "cpu"):
+            if ctrl in self.paths:
+                f = self._file(ctrl, "cgroup.procs")
+                try:
+                    return [int(x) for x in fs.read(f).split()]
+                except FileNotFoundError:
+                    return []
+        return []
+
+    def freeze(self) -> None:
+        self._require("freezer")
+        self._write("freezer", "freezer.state", "FROZEN")
+        fs.poll(lambda: fs.read(self._file("freezer", "freezer.state")) == "FROZEN",
+                10.0, f"{self.path} to freeze")
+
+    def thaw(self) -> None:
+        self._require("freezer")
+        self._write("freezer", "freezer.state", "THAWED")
+        fs.poll(lambda: fs.read(self._file("freezer", "freezer.state")) == "THAWED",
+                10.0, f"{self.path} to thaw")
+
+    def freezer_state(self) -> str:
+        return fs.read(self._file("freezer", "freezer.state")).lower()
+
+    def _require(self, ctrl: str) -> None:
+        if ctrl not in self.paths:
+            raise fs.CgroupError(f"the {ctrl} controller is not mounted")
+
+    def oom_kill_count(self) -> int:
+        if "memory" not in self.paths:
+            return 0
+        return fs.read_keyed(self._file("memory", "memory.oom_control")).get("oom_kill", 0)
+
+    def stats(self) -> dict:
+        out: dict = {"version": "v1"}
+        if "memory" in self.paths:
+            m = self.paths["memory"]
+            out["memory"] = {
+                "usage": _int_or(m / "memory.usage_in_bytes"),
+                "max_usage": _int_or(m / "memory.max_usage_in_bytes"),
+                "limit": _int_or(m / "memory.limit_in_bytes"),
+                "failcnt": _int_or(m / "memory.failcnt"),
+                "oom_kill": self.oom_kill_count(),
+                "stat": fs.read_keyed(m / "memory.stat"),
+            }
+        cpu: dict = {}
+        if "cpuacct" in self.paths:
+            a = self.paths["cpuacct"]
+            cpu["usage_ns"] = _int_or(a / "cpuacct.usage")
+            cpu["user_ns"] = _int_or(a / "cpuacct.usage_user")
+            cpu["system_ns"] = _int_or(a / "cpuacct.usage_sys")
+            try:
+                cpu["percpu_ns"] = [int(x) for x in fs.read(a / "cpuacct.usage_percpu").split()]
+            except (FileNotFoundError, ValueError):
+                cpu["percpu_ns"] = []
+        if "cpu" in self.paths:
+            st = fs.read_keyed(self.paths["cpu"] / "cpu.stat")
+            cpu["nr_periods"] = st.get("nr_periods", 0)
+            cpu["nr_throttled"] = st.get("nr_throttled", 0)
+            cpu["throttled_ns"] = st.get("throttled_time", 0)
+        out["cpu"] = cpu
+        if "pids" in self.paths:
+            p = self.paths["pids"]
+            out["pids"] = {
+                "current": _int_or(p / "pids.current"),
+                "limit": _max_or_int(p / "pids.max"),
+            }
+        return out
+
+    def destroy(self) -> None:
+        errors = []
+        for d in self.dirs():
+            try:
+                fs.rmdir_tree(d)
+            except fs.CgroupError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def exists(self) -> bool:
+        return any(d.exists() for d in self.dirs())
+
+
+def _effective(parent: Path, key: str) -> set[int]:
+    for name in (f"cpuset.effective_{key}", f"cpuset.{key}"):
+        f = parent / name
+        if f.exists():
+            text = fs.read(f)
+            if text:
+                return model.parse_cpu_list(text)
+    return set()
+
+
+def _int_or(path: Path, default: int = 0) -> int:
+    try:
+        return fs.read_int(path)
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def _max_or_int(path: Path) -> int:
+    """pids.max style: "max" -> -1."""
+    try:
+        text = fs.read(path)
+    except FileNotFoundError:
+        return -1
+    return -1 if text == "max" else int(text)
