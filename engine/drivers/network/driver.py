@@ -1,0 +1,1031 @@
+"""The bridge network driver: bridges, sandboxes, veths, IPAM, NAT and published ports.
+
+Everything the driver does is recorded in SQLite first (inside one transaction per operation)
+and the kernel is then made to match: links through pyroute2, the firewall through one atomic
+nftables batch that rebuilds the driver's own table from the recorded state. A failure rolls
+the transaction back and undoes the kernel work; a crash leaves at worst kernel objects that
+start() removes (veths on our bridges that no endpoint owns, sandboxes nobody recorded), and
+the table is rebuilt from the database, so nothing stale and nothing missing survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
+
+from . import conntrack, etcfiles, nftables
+from .ipam import IPAM, open_db
+from .portspec import BindingRequest, normalize_bindings
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = Path("/run/netns")
+DEFAULT_CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + [
+    f"192.168.{n}.0/20" for n in range(0, 256, 16)
+]
+MAIN_TABLE = 254
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+def _sysctl_path(name: str) -> Path:
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+def read_sysctl(name: str) -> str | None:
+    try:
+        return _sysctl_path(name).read_text().strip()
+    except OSError:
+        return None
+
+
+def write_sysctl(name: str, value: str) -> None:
+    _sysctl_path(name).write_text(value)
+
+
+def ephemeral_ports() -> tuple[range, set[int]]:
+    """ip_local_port_range and ip_local_reserved_ports, as docker's allocator reads them."""
+    lo, hi = 32768, 60999
+    text = read_sysctl("net.ipv4.ip_local_port_range")
+    if text:
+        a, b = text.split()
+        lo, hi = int(a), int(b)
+    reserved: set[int] = set()
+    for part in (read_sysctl("net.ipv4.ip_local_reserved_ports") or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        reserved.update(range(int(a), int(b or a) + 1))
+    return range(lo, hi + 1), reserved
+
+
+def mac_for(ip: str) -> str:
+    """docker's scheme: 02:42 followed by the IPv4 address bytes (stable across restarts)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+class NetworkDriver:
+    """See CONTRACTS.md "network [H5]". Thread-safe (one lock); one instance per state dir."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        bridge: str = "skiff0",
+        subnet: str | None = None,
+        table: str = "skiff",
+        bridge_prefix: str = "br-",
+        veth_prefix: str = "veth",
+        netns_prefix: str = "skiff-",
+        mtu: int = 1500,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.bridge = bridge
+        self.requested_subnet = subnet
+        self.table = table
+        self.bridge_prefix = bridge_prefix
+        self.veth_prefix = veth_prefix
+        self.netns_prefix = netns_prefix
+        self.mtu = mtu
+        for name, value in (
+            ("bridge", bridge),
+            ("bridge_prefix", bridge_prefix),
+            ("veth_prefix", veth_prefix),
+        ):
+            if not value or len(value) > (15 if name == "bridge" else 10) or "/" in value:
+                raise InvalidParameter(f"invalid {name}: {value!r}")
+        self.lock = threading.RLock()
+        self.conn: sqlite3.Connection = open_db(self.state_dir)
+        self.ipam = IPAM(self.conn, self.lock)
+        self._ipr: Any = None
+        self._held: dict[tuple[str, str, int], socket.socket] = {}
+        self._cursor: dict[str, int] = {}
+        self.provisioned: list[str] = []
+        self.started = False
+
+    # ------------------------------------------------------------------ plumbing helpers
+    @property
+    def ipr(self) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def close(self) -> None:
+        """Release sockets and netlink handles; kernel state stays (the daemon may restart)."""
+        with self.lock:
+            for s in self._held.values():
+                s.close()
+            self._held.clear()
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _link_index(self, name: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return found[0] if found else None
+
+    def _veth_name(self, container_id: str) -> str:
+        digest = hashlib.sha256(container_id.encode()).hexdigest()
+        return self.veth_prefix + digest[: 15 - len(self.veth_prefix)]
+
+    def _netns_name(self, container_id: str) -> str:
+        return self.netns_prefix + container_id[:64]
+
+    # ------------------------------------------------------------------ networks
+    def _host_routes(self, exclude_bridges: set[str]) -> list[ipaddress.IPv4Network]:
+        excl = {i for b in exclude_bridges if (i := self._link_index(b)) is not None}
+        out = []
+        for r in self.ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+            if r.get("table", MAIN_TABLE) != MAIN_TABLE or r.get("dst_len", 0) == 0:
+                continue
+            if r.get("oif") in excl:
+                continue
+            dst = r.get("dst")
+            if dst:
+                out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+        return out
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return list(self.conn.execute(sql, args))
+
+    def _our_bridges(self) -> set[str]:
+        return {r["bridge"] for r in self._rows("SELECT bridge FROM networks")}
+
+    def _check_subnet(
+        self, subnet: str, *, field: str, exclude_network: str | None = None
+    ) -> ipaddress.IPv4Network:
+        try:
+            net = ipaddress.ip_network(subnet, strict=True)
+        except ValueError as e:
+            raise InvalidParameter(f"invalid {field}: {subnet!r}: {e}") from None
+        if net.version != 4:
+            raise InvalidParameter(f"invalid {field}: {subnet!r}: only IPv4 subnets are supported")
+        if net.prefixlen > 30:
+            raise InvalidParameter(f"invalid {field}: {subnet!r}: prefix longer than /30")
+        for r in self._rows("SELECT name, subnet FROM networks"):
+            if r["name"] == exclude_network:
+                continue
+            if net.overlaps(ipaddress.IPv4Network(r["subnet"])):
+                raise InvalidParameter(
+                    f"invalid {field}: {subnet!r}: overlaps network {r['name']} ({r['subnet']})"
+                )
+        for route in self._host_routes(self._our_bridges()):
+            if net.overlaps(route):
+                raise InvalidParameter(
+                    f"invalid {field}: {subnet!r}: overlaps the host route {route}"
+                )
+        return net
+
+    def _pick_subnet(self) -> ipaddress.IPv4Network:
+        for cand in DEFAULT_CANDIDATES:
+            try:
+                return self._check_subnet(cand, field="subnet")
+            except InvalidParameter:
+                continue
+        raise InvalidParameter("invalid subnet: no free private subnet left; pass --bridge-subnet")
+
+    def _ensure_bridge(self, name: str, subnet: str, gateway: str) -> None:
+        net = ipaddress.IPv4Network(subnet)
+        idx = self._link_index(name)
+        if idx is None:
+            self.ipr.link("add", ifname=name, kind="bridge", mtu=self.mtu)
+            idx = self._link_index(name)
+            self.provisioned.append(f"created bridge {name}")
+        have = {
+            (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+            for a in self.ipr.get_addr(index=idx, family=socket.AF_INET)
+        }
+        if (gateway, net.prefixlen) not in have:
+            self.ipr.addr("add", index=idx, address=gateway, prefixlen=net.prefixlen)
+        self.ipr.link("set", index=idx, state="up")
+        # 127.0.0.1 -> container DNAT leaves through the bridge with a loopback source
+        write_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
+
+    def _network(self, name_or_id: str) -> sqlite3.Row:
+        row = self.conn.execute(
+            "SELECT * FROM networks WHERE name=? OR id=?", (name_or_id, name_or_id)
+        ).fetchone()
+        if row is None and len(name_or_id) >= 3:
+            rows = self._rows("SELECT * FROM networks WHERE id LIKE ?", (name_or_id + "%",))
+            if len(rows) == 1:
+                row = rows[0]
+        if row is None:
+            raise NotFound(f"network {name_or_id} not found")
+        return row
+
+    def create_network(
+        self,
+        name: str,
+        subnet: str | None = None,
+        *,
+        gateway: str | None = None,
+        internal: bool = False,
+        labels: dict | None = None,
+        options: dict | None = None,
+        driver: str = "bridge",
+    ) -> dict:
+        """`docker network create`; returns {"Id", "Warning"} like POST /networks/create."""
+        with self.lock:
+            if not name or not isinstance(name, str) or "/" in name or name.strip() != name:
+                raise InvalidParameter(f"invalid network name: {name!r}")
+            if driver not in ("bridge", "", None):
+                raise InvalidParameter(f"invalid driver: {driver!r}: only bridge is supported")
+            if (
+                name in ("none", "host")
+                or self.conn.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone()
+            ):
+                raise Conflict(f"network with name {name} already exists")
+            net = self._check_subnet(subnet, field="subnet") if subnet else self._pick_subnet()
+            gw = self._gateway(net, gateway)
+            nid = secrets.token_hex(32)
+            bridge = (options or {}).get("com.docker.network.bridge.name") or (
+                self.bridge_prefix + nid[: 15 - len(self.bridge_prefix)]
+            )
+            if len(bridge) > 15 or bridge in self._our_bridges():
+                raise InvalidParameter(f"invalid bridge name: {bridge!r}")
+            with self._tx():
+                self.conn.execute(
+                    "INSERT INTO networks(name, id, bridge, subnet, gateway, created, labels, "
+                    "options, internal) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        nid,
+                        bridge,
+                        str(net),
+                        gw,
+                        _now(),
+                        json.dumps(labels or {}),
+                        json.dumps(options or {}),
+                        int(bool(internal)),
+                    ),
+                )
+                try:
+                    self._ensure_bridge(bridge, str(net), gw)
+                    self._apply_nft()
+                except BaseException:
+                    self._del_link(bridge)
+                    raise
+            return {"Id": nid, "Warning": ""}
+
+    @staticmethod
+    def _gateway(net: ipaddress.IPv4Network, gateway: str | None) -> str:
+        if not gateway:
+            return str(net.network_address + 1)
+        try:
+            gw = ipaddress.IPv4Address(gateway)
+        except ValueError:
+            raise InvalidParameter(f"invalid gateway: {gateway!r}: not an IPv4 address") from None
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            raise InvalidParameter(f"invalid gateway: {gateway!r}: not a host address of {net}")
+        return str(gw)
+
+    def remove_network(self, name: str) -> None:
+        with self.lock:
+            row = self._network(name)
+            if row["name"] == "bridge":
+                raise Forbidden("bridge is a pre-defined network and cannot be removed")
+            if self.conn.execute(
+                "SELECT 1 FROM endpoints WHERE network=?", (row["name"],)
+            ).fetchone():
+                raise Conflict(
+                    f"error while removing network: network {row['name']} id {row['id']} "
+                    "has active endpoints"
+                )
+            with self._tx():
+                self.conn.execute("DELETE FROM networks WHERE name=?", (row["name"],))
+                self.conn.execute("DELETE FROM ipam_cursor WHERE network=?", (row["name"],))
+                self._apply_nft()
+            self._del_link(row["bridge"])
+
+    def _network_json(self, row: sqlite3.Row) -> dict:
+        containers = {}
+        prefix = ipaddress.IPv4Network(row["subnet"]).prefixlen
+        for ep in self._rows("SELECT * FROM endpoints WHERE network=?", (row["name"],)):
+            containers[ep["container_id"]] = {
+                "Name": (json.loads(ep["aliases"]) or [ep["hostname"] or ep["container_id"][:12]])[
+                    0
+                ],
+                "EndpointID": ep["endpoint_id"],
+                "MacAddress": ep["mac"],
+                "IPv4Address": f"{ep['ip']}/{prefix}",
+                "IPv6Address": "",
+            }
+        options = json.loads(row["options"])
+        options.setdefault("com.docker.network.bridge.name", row["bridge"])
+        return {
+            "Name": row["name"],
+            "Id": row["id"],
+            "Created": row["created"],
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": False,
+            "IPAM": {
+                "Driver": "default",
+                "Options": None,
+                "Config": [{"Subnet": row["subnet"], "Gateway": row["gateway"]}],
+            },
+            "Internal": bool(row["internal"]),
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers,
+            "Options": options,
+            "Labels": json.loads(row["labels"]),
+        }
+
+    def list_networks(self) -> list[dict]:
+        with self.lock:
+            return [
+                self._network_json(r) for r in self._rows("SELECT * FROM networks ORDER BY name")
+            ]
+
+    def inspect_network(self, name: str) -> dict:
+        with self.lock:
+            return self._network_json(self._network(name))
+
+    # ------------------------------------------------------------------ start / info
+    def start(self) -> None:
+        """Ensure bridges and sysctls, reconcile with the kernel, rebuild the nft table."""
+        with self.lock:
+            self._ensure_default_network()
+            for r in self._rows("SELECT * FROM networks"):
+                self._ensure_bridge(r["bridge"], r["subnet"], r["gateway"])
+            if read_sysctl("net.ipv4.ip_forward") != "1":
+                if (
+                    self.conn.execute("SELECT 1 FROM meta WHERE key='ip_forward_before'").fetchone()
+                    is None
+                ):
+                    self.conn.execute(
+                        "INSERT INTO meta(key, value) VALUES ('ip_forward_before', ?)",
+                        (read_sysctl("net.ipv4.ip_forward") or "0",),
+                    )
+                write_sysctl("net.ipv4.ip_forward", "1")
+                self.provisioned.append("net.ipv4.ip_forward=1")
+            self._reconcile()
+            self._apply_nft()
+            for p in self._rows("SELECT * FROM ports"):
+                key = (p["proto"], p["host_ip"], p["host_port"])
+                if key not in self._held:
+                    try:
+                        self._held[key] = self._bind(*key)
+                    except OSError:
+                        log.warning("could not re-reserve %s %s:%s", *key)
+            self.started = True
+
+    def _ensure_default_network(self) -> None:
+        row = self.conn.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+        if row is not None and row["bridge"] != self.bridge:
+            if self.conn.execute("SELECT 1 FROM endpoints WHERE network='bridge'").fetchone():
+                raise InvalidParameter(
+                    f"invalid bridge: {self.bridge!r}: the default network uses {row['bridge']} "
+                    "and has endpoints"
+                )
+            self._del_link(row["bridge"])
+            self.conn.execute("DELETE FROM networks WHERE name='bridge'")
+            row = None
+        if (
+            row is not None
+            and self.requested_subnet
+            and row["subnet"] != str(ipaddress.ip_network(self.requested_subnet, strict=False))
+        ):
+            if self.conn.execute("SELECT 1 FROM endpoints WHERE network='bridge'").fetchone():
+                raise InvalidParameter(
+                    f"invalid bridge-subnet: {self.requested_subnet!r}: the default network "
+                    f"still has endpoints on {row['subnet']}"
+                )
+            self._del_link(row["bridge"])
+            self.conn.execute("DELETE FROM networks WHERE name='bridge'")
+            row = None
+        if row is None:
+            if self.requested_subnet:
+                net = self._check_subnet(
+                    self.requested_subnet, field="bridge-subnet", exclude_network="bridge"
+                )
+            else:
+                net = self._pick_subnet()
+            self.conn.execute(
+                "INSERT INTO networks(name, id, bridge, subnet, gateway, created, options) "
+                "VALUES ('bridge',?,?,?,?,?,?)",
+                (
+                    secrets.token_hex(32),
+                    self.bridge,
+                    str(net),
+                    str(net.network_address + 1),
+                    _now(),
+                    json.dumps(
+                        {
+                            "com.docker.network.bridge.default_bridge": "true",
+                            "com.docker.network.bridge.name": self.bridge,
+                        }
+                    ),
+                ),
+            )
+
+    def _reconcile(self) -> None:
+        # sandboxes whose netns vanished are forgotten; unrecorded ones of ours are removed
+        recorded = {r["netns"] for r in self._rows("SELECT netns FROM sandboxes")}
+        for r in self._rows("SELECT * FROM sandboxes"):
+            if not Path(r["path"]).exists():
+                self.conn.execute(
+                    "DELETE FROM sandboxes WHERE container_id=?", (r["container_id"],)
+                )
+        if NETNS_DIR.is_dir():
+            for entry in NETNS_DIR.iterdir():
+                if entry.name.startswith(self.netns_prefix) and entry.name not in recorded:
+                    self._remove_netns(entry.name)
+        # endpoints: drop those whose sandbox is gone, re-plumb those whose veth is gone
+        for ep in self._rows("SELECT * FROM endpoints"):
+            if not Path(ep["netns_path"]).exists():
+                self._forget_endpoint(ep["container_id"])
+                continue
+            idx = self._link_index(ep["veth"])
+            if idx is None:
+                net = self._network(ep["network"])
+                try:
+                    self._plumb(ep["veth"], ep["netns_path"], ep["ip"], ep["mac"], net)
+                except Exception as e:  # noqa: BLE001 - a broken sandbox must not stop start()
+                    log.warning("cannot re-plumb %s: %s", ep["container_id"], e)
+                    self._forget_endpoint(ep["container_id"])
+        # veths on our bridges that no endpoint owns are leftovers of a crash mid-connect
+        owned = {r["veth"] for r in self._rows("SELECT veth FROM endpoints")}
+        bridges = {i: b for b in self._our_bridges() if (i := self._link_index(b)) is not None}
+        for link in self.ipr.get_links():
+            if (
+                link.get_attr("IFLA_MASTER") in bridges
+                and link.get_attr("IFLA_IFNAME") not in owned
+            ):
+                self._del_link(link.get_attr("IFLA_IFNAME"))
+
+    def _forget_endpoint(self, container_id: str) -> None:
+        ep = self.conn.execute(
+            "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
+        ).fetchone()
+        if ep is None:
+            return
+        for p in self._rows("SELECT * FROM ports WHERE container_id=?", (container_id,)):
+            s = self._held.pop((p["proto"], p["host_ip"], p["host_port"]), None)
+            if s:
+                s.close()
+        self.conn.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
+        self.conn.execute("DELETE FROM endpoints WHERE container_id=?", (container_id,))
+        self.ipam.release(ep["network"], container_id)
+
+    def info(self) -> dict:
+        with self.lock:
+            row = self.conn.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+            return {
+                "ip_forward": read_sysctl("net.ipv4.ip_forward") == "1",
+                "br_netfilter": Path("/proc/sys/net/bridge").is_dir(),
+                "bridge_nf_call_iptables": read_sysctl("net.bridge.bridge-nf-call-iptables") == "1",
+                "bridge": self.bridge,
+                "subnet": row["subnet"] if row else None,
+                "gateway": row["gateway"] if row else None,
+                "table": f"{nftables.FAMILY} {self.table}",
+                "networks": len(self._rows("SELECT name FROM networks")),
+                "published_ports": len(self._rows("SELECT proto FROM ports")),
+                "provisioned": list(self.provisioned),
+                "userland_proxy": False,
+            }
+
+    # ------------------------------------------------------------------ nftables
+    def nft_state(self) -> tuple[list[nftables.NetSpec], list[nftables.PortMap]]:
+        nets = [
+            nftables.NetSpec(r["bridge"], r["subnet"], bool(r["internal"]))
+            for r in self._rows("SELECT * FROM networks")
+        ]
+        ports = [
+            nftables.PortMap(
+                p["proto"],
+                p["host_ip"],
+                p["host_port"],
+                p["ip"],
+                p["container_port"],
+                p["container_id"],
+            )
+            for p in self._rows(
+                "SELECT ports.*, endpoints.ip FROM ports JOIN endpoints USING (container_id)"
+            )
+        ]
+        return nets, ports
+
+    def _apply_nft(self) -> None:
+        nets, ports = self.nft_state()
+        nftables.apply(nftables.build_batch(self.table, nets, ports))
+
+    # ------------------------------------------------------------------ sandboxes
+    def create_sandbox(self, container_id: str) -> str:
+        """A named netns for the container with lo up; returns its path (idempotent)."""
+        from pyroute2 import NetNS, netns
+
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
+            ).fetchone()
+            if row is not None and Path(row["path"]).exists():
+                return str(row["path"])
+            name = self._netns_name(container_id)
+            path = str(NETNS_DIR / name)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO sandboxes(container_id, netns, path) VALUES (?,?,?)",
+                (container_id, name, path),
+            )
+            try:
+                if not Path(path).exists():
+                    netns.create(name)
+                with NetNS(path) as ns:
+                    ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            except BaseException:
+                self._remove_netns(name)
+                self.conn.execute("DELETE FROM sandboxes WHERE container_id=?", (container_id,))
+                raise
+            return path
+
+    def sandbox_path(self, container_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
+        ).fetchone()
+        return str(row["path"]) if row else None
+
+    def delete_sandbox(self, container_id: str) -> None:
+        with self.lock:
+            self.disconnect(container_id)
+            row = self.conn.execute(
+                "SELECT netns FROM sandboxes WHERE container_id=?", (container_id,)
+            ).fetchone()
+            if row is not None:
+                self._remove_netns(row["netns"])
+                self.conn.execute("DELETE FROM sandboxes WHERE container_id=?", (container_id,))
+            self.conn.execute("DELETE FROM etcfiles WHERE container_id=?", (container_id,))
+
+    def _remove_netns(self, name: str) -> None:
+        from pyroute2 import netns
+
+        with contextlib.suppress(FileNotFoundError, OSError):
+            netns.remove(name)
+
+    def _del_link(self, name: str) -> None:
+        idx = self._link_index(name)
+        if idx is not None:
+            with contextlib.suppress(Exception):
+                self.ipr.link("del", index=idx)
+
+    # ------------------------------------------------------------------ ports
+    def _bind(self, proto: str, host_ip: str, port: int) -> socket.socket:
+        """Reserve host_ip:port the way dockerd does (a bound socket); raises OSError."""
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            if proto == "tcp":
+                # like Go's listeners: a TIME_WAIT leftover must not look like a conflict, while
+                # a LISTEN socket on the port (any local address for 0.0.0.0) still is one
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host_ip, port))
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    @staticmethod
+    def _overlap(ip_a: str, ip_b: str) -> bool:
+        return ip_a == ip_b or "0.0.0.0" in (ip_a, ip_b)
+
+    def _allocated(
+        self, proto: str, host_ip: str, port: int, pending: list[tuple[str, str, int]]
+    ) -> bool:
+        for p_proto, p_ip, p_port in pending:
+            if p_proto == proto and p_port == port and self._overlap(p_ip, host_ip):
+                return True
+        for r in self._rows(
+            "SELECT host_ip FROM ports WHERE proto=? AND host_port=?", (proto, port)
+        ):
+            if self._overlap(r["host_ip"], host_ip):
+                return True
+        return False
+
+    def _check_local(self, host_ip: str) -> None:
+        if host_ip == "0.0.0.0":
+            return
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((host_ip, 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise InvalidParameter(
+                    f"invalid HostIp: {host_ip!r}: not an address of this host"
+                ) from None
+            raise
+        finally:
+            s.close()
+
+    def _try_port(self, req: BindingRequest, port: int, pending, held) -> bool:
+        if self._allocated(req.proto, req.host_ip, port, pending):
+            return False
+        try:
+            s = self._bind(req.proto, req.host_ip, port)
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+        held[(req.proto, req.host_ip, port)] = s
+        pending.append((req.proto, req.host_ip, port))
+        return True
+
+    def _allocate_ports(
+        self, reqs: list[BindingRequest]
+    ) -> tuple[list[tuple[BindingRequest, int]], dict]:
+        """Pick host ports for all requests, holding each with a bound socket; all or nothing."""
+        pending: list[tuple[str, str, int]] = []
+        held: dict[tuple[str, str, int], socket.socket] = {}
+        out: list[tuple[BindingRequest, int]] = []
+        try:
+            for req in reqs:
+                self._check_local(req.host_ip)
+            # fixed ports first so that ranges/ephemeral ones never steal them
+            order = sorted(
+                range(len(reqs)),
+                key=lambda i: reqs[i].host_range is None or len(reqs[i].host_range or ()) > 1,
+            )
+            chosen: dict[int, int] = {}
+            for i in order:
+                req = reqs[i]
+                rng = req.host_range
+                if rng is not None and len(rng) == 1:
+                    if not self._try_port(req, rng.start, pending, held):
+                        raise Conflict(
+                            f"Bind for {req.host_ip}:{rng.start} failed: port is already allocated"
+                        )
+                    chosen[i] = rng.start
+                    continue
+                if rng is not None:
+                    candidates: Any = list(rng)
+                    reserved: set[int] = set()
+                else:
+                    eph, reserved = ephemeral_ports()
+                    start = self._cursor.get(req.proto, eph.start)
+                    if start not in eph:
+                        start = eph.start
+                    off = start - eph.start
+                    candidates = (eph[(off + k) % len(eph)] for k in range(len(eph)))
+                for port in candidates:
+                    if port in reserved:
+                        continue
+                    if self._try_port(req, port, pending, held):
+                        chosen[i] = port
+                        if rng is None:
+                            self._cursor[req.proto] = port + 1
+                        break
+                else:
+                    what = str(rng) if rng is not None else "an ephemeral port"
+                    raise Conflict(
+                        f"Bind for {req.host_ip}:{what} failed: port is already allocated"
+                    )
+            out = [(reqs[i], chosen[i]) for i in range(len(reqs))]
+        except BaseException:
+            for s in held.values():
+                s.close()
+            raise
+        return out, held
+
+    # ------------------------------------------------------------------ connect
+    def _plumb(self, veth: str, netns_path: str, ip: str, mac: str, net: sqlite3.Row) -> None:
+        from pyroute2 import NetNS
+
+        br_idx = self._link_index(net["bridge"])
+        if br_idx is None:
+            raise SystemError_(f"bridge {net['bridge']} is missing")
+        mtu = self.ipr.get_links(br_idx)[0].get_attr("IFLA_MTU") or self.mtu
+        prefix = ipaddress.IPv4Network(net["subnet"]).prefixlen
+        fd = os.open(netns_path, os.O_RDONLY)
+        try:
+            self.ipr.link(
+                "add",
+                ifname=veth,
+                kind="veth",
+                mtu=mtu,
+                peer={"ifname": "eth0", "net_ns_fd": fd, "address": mac},
+            )
+        finally:
+            os.close(fd)
+        try:
+            idx = self._link_index(veth)
+            self.ipr.link("set", index=idx, master=br_idx, state="up")
+            self.ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
+            with NetNS(netns_path) as ns:
+                lo = ns.link_lookup(ifname="lo")[0]
+                ns.link("set", index=lo, state="up")
+                eth = ns.link_lookup(ifname="eth0")[0]
+                ns.link("set", index=eth, mtu=mtu)
+                ns.addr("add", index=eth, address=ip, prefixlen=prefix)
+                ns.link("set", index=eth, state="up")
+                ns.route("add", dst="0.0.0.0/0", gateway=net["gateway"])
+        except BaseException:
+            self._del_link(veth)
+            raise
+
+    def connect(
+        self,
+        container_id: str,
+        netns_path: str,
+        network: str = "bridge",
+        *,
+        port_bindings: dict | None = None,
+        publish_all: bool = False,
+        exposed_ports=(),
+        hostname: str = "",
+        aliases=(),
+    ) -> dict:
+        """Attach the container's netns to a network and publish its ports (all or nothing)."""
+        reqs = normalize_bindings(port_bindings, exposed_ports, publish_all)
+        with self.lock:
+            if network in ("none", "host") or network.startswith("container:"):
+                raise InvalidParameter(
+                    f"invalid network: {network!r}: mode {network.split(':')[0]} is handled by "
+                    "the caller (no driver endpoint)"
+                )
+            net = self._network(network)
+            if self.conn.execute(
+                "SELECT 1 FROM endpoints WHERE container_id=?", (container_id,)
+            ).fetchone():
+                raise Conflict(f"container {container_id} is already connected to a network")
+            if not Path(netns_path).exists():
+                raise InvalidParameter(f"invalid netns path: {netns_path!r}: does not exist")
+            if net["internal"] and reqs:
+                reqs = []  # docker: internal networks publish nothing
+            mappings, held = self._allocate_ports(reqs)
+            veth = self._veth_name(container_id)
+            plumbed = False
+            try:
+                with self._tx():
+                    ip = self.ipam.allocate(net["name"], container_id, in_tx=True)
+                    mac = mac_for(ip)
+                    self.conn.execute(
+                        "INSERT INTO endpoints(container_id, network, ip, mac, veth, netns_path, "
+                        "hostname, aliases, endpoint_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            container_id,
+                            net["name"],
+                            ip,
+                            mac,
+                            veth,
+                            netns_path,
+                            hostname,
+                            json.dumps(list(aliases)),
+                            secrets.token_hex(32),
+                        ),
+                    )
+                    for req, port in mappings:
+                        self.conn.execute(
+                            "INSERT INTO ports(container_id, proto, host_ip, host_port, "
+                            "container_port) VALUES (?,?,?,?,?)",
+                            (container_id, req.proto, req.host_ip, port, req.container_port),
+                        )
+                    self._del_link(veth)  # a leftover of an earlier crash with the same id
+                    self._plumb(veth, netns_path, ip, mac, net)
+                    plumbed = True
+                    self._apply_nft()
+            except BaseException:
+                for s in held.values():
+                    s.close()
+                if plumbed:
+                    self._del_link(veth)
+                raise
+            self._held.update(held)
+        udp = [port for req, port in mappings if req.proto == "udp"]
+        if udp:
+            conntrack.flush_udp(udp)
+        self._refresh_hosts(net["name"])
+        return self.settings(container_id, exposed_ports)
+
+    def settings(self, container_id: str, exposed_ports=()) -> dict:
+        """docker's NetworkSettings for the container (empty if it has no endpoint)."""
+        with self.lock:
+            ep = self.conn.execute(
+                "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
+            ).fetchone()
+            sb = self.sandbox_path(container_id)
+            ports: dict[str, list[dict] | None] = {}
+            keys = exposed_ports.keys() if isinstance(exposed_ports, dict) else exposed_ports
+            for key in keys:
+                k = key if "/" in key else f"{key}/tcp"
+                ports.setdefault(k, None)
+            for p in self._rows(
+                "SELECT * FROM ports WHERE container_id=? ORDER BY proto, container_port, host_port",
+                (container_id,),
+            ):
+                lst = ports.get(f"{p['container_port']}/{p['proto']}") or []
+                lst.append({"HostIp": p["host_ip"], "HostPort": str(p["host_port"])})
+                ports[f"{p['container_port']}/{p['proto']}"] = lst
+            out: dict[str, Any] = {
+                "Bridge": "",
+                "SandboxID": hashlib.sha256(container_id.encode()).hexdigest() if sb else "",
+                "SandboxKey": (ep["netns_path"] if ep else sb) or "",
+                "HairpinMode": False,
+                "LinkLocalIPv6Address": "",
+                "LinkLocalIPv6PrefixLen": 0,
+                "Ports": ports,
+                "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None,
+                "EndpointID": "",
+                "Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "IPAddress": "",
+                "IPPrefixLen": 0,
+                "IPv6Gateway": "",
+                "MacAddress": "",
+                "Networks": {},
+            }
+            if ep is None:
+                return out
+            net = self._network(ep["network"])
+            prefix = ipaddress.IPv4Network(net["subnet"]).prefixlen
+            aliases = json.loads(ep["aliases"])
+            entry = {
+                "IPAMConfig": None,
+                "Links": None,
+                "Aliases": aliases or None,
+                "MacAddress": ep["mac"],
+                "NetworkID": net["id"],
+                "EndpointID": ep["endpoint_id"],
+                "Gateway": net["gateway"],
+                "IPAddress": ep["ip"],
+                "IPPrefixLen": prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "DriverOpts": None,
+                "DNSNames": self._names(ep) if net["name"] != "bridge" else None,
+            }
+            out["Networks"][net["name"]] = entry
+            # like docker, the top-level fields describe the default bridge endpoint; we fill
+            # them for any single network so callers have one place to look
+            out.update(
+                {
+                    "EndpointID": ep["endpoint_id"],
+                    "Gateway": net["gateway"],
+                    "IPAddress": ep["ip"],
+                    "IPPrefixLen": prefix,
+                    "MacAddress": ep["mac"],
+                }
+            )
+            return out
+
+    # ------------------------------------------------------------------ disconnect
+    def disconnect(self, container_id: str) -> None:
+        """Remove the endpoint, its rules, reservations, conntrack entries, veth and address."""
+        with self.lock:
+            ep = self.conn.execute(
+                "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
+            ).fetchone()
+            if ep is None:
+                return
+            ports = self._rows("SELECT * FROM ports WHERE container_id=?", (container_id,))
+            with self._tx():
+                self.conn.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
+                self.conn.execute("DELETE FROM endpoints WHERE container_id=?", (container_id,))
+                self.ipam.release(ep["network"], container_id)
+                self._apply_nft()
+            for p in ports:
+                s = self._held.pop((p["proto"], p["host_ip"], p["host_port"]), None)
+                if s:
+                    s.close()
+            self._del_link(ep["veth"])
+        udp = [p["host_port"] for p in ports if p["proto"] == "udp"]
+        conntrack.flush_udp(udp, container_ip=ep["ip"])
+        self._refresh_hosts(ep["network"])
+
+    # ------------------------------------------------------------------ /etc files
+    def _names(self, ep: sqlite3.Row) -> list[str]:
+        names: list[str] = []
+        for n in [*json.loads(ep["aliases"]), ep["hostname"], ep["container_id"][:12]]:
+            if n and n not in names:
+                names.append(n)
+        return names
+
+    def _hosts_for(self, container_id: str, hostname: str) -> str:
+        ep = self.conn.execute(
+            "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
+        ).fetchone()
+        if ep is None:
+            return etcfiles.render_hosts(None, [])
+        own_names = [hostname or ep["hostname"] or container_id[:12]]
+        own_names += [n for n in self._names(ep) if n not in own_names]
+        peers = []
+        if ep["network"] != "bridge":
+            for other in self._rows(
+                "SELECT * FROM endpoints WHERE network=? AND container_id<>?",
+                (ep["network"], container_id),
+            ):
+                peers.append((other["ip"], self._names(other)))
+        return etcfiles.render_hosts((ep["ip"], own_names), peers)
+
+    def write_etc_files(self, container_id: str, dir: Path, hostname: str) -> dict[str, str]:
+        """Write hosts/resolv.conf/hostname into dir; returns {path in container: host path}."""
+        with self.lock:
+            d = Path(dir)
+            d.mkdir(parents=True, exist_ok=True)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO etcfiles(container_id, dir, hostname) VALUES (?,?,?)",
+                (container_id, str(d), hostname),
+            )
+            try:
+                host_resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                host_resolv = ""
+            etcfiles.write_in_place(d / "hosts", self._hosts_for(container_id, hostname))
+            etcfiles.write_in_place(d / "resolv.conf", etcfiles.render_resolv_conf(host_resolv))
+            etcfiles.write_in_place(d / "hostname", (hostname or container_id[:12]) + "\n")
+            return {
+                "/etc/hosts": str(d / "hosts"),
+                "/etc/resolv.conf": str(d / "resolv.conf"),
+                "/etc/hostname": str(d / "hostname"),
+            }
+
+    def _refresh_hosts(self, network: str) -> None:
+        """Rewrite the hosts file of every member of a network that has etc files."""
+        with self.lock:
+            for r in self._rows(
+                "SELECT etcfiles.* FROM etcfiles JOIN endpoints USING (container_id) "
+                "WHERE endpoints.network=?",
+                (network,),
+            ):
+                path = Path(r["dir"]) / "hosts"
+                if path.parent.is_dir():
+                    with contextlib.suppress(OSError):
+                        etcfiles.write_in_place(
+                            path, self._hosts_for(r["container_id"], r["hostname"])
+                        )
+
+    # ------------------------------------------------------------------ teardown
+    def destroy_all(self) -> None:
+        """Remove every kernel object and record of this driver (tests, `skiffd --reset`)."""
+        with self.lock:
+            for r in self._rows("SELECT container_id FROM sandboxes"):
+                self.delete_sandbox(r["container_id"])
+            for r in self._rows("SELECT container_id FROM endpoints"):
+                self.disconnect(r["container_id"])
+            nftables.apply(nftables.delete_batch(self.table))
+            for r in self._rows("SELECT bridge FROM networks"):
+                self._del_link(r["bridge"])
+            self.conn.execute("DELETE FROM networks")
+            self.conn.execute("DELETE FROM ipam_cursor")
+            self.close()
+
+    def mappings(self) -> list[dict]:
+        """All published ports (for tests/property models and `docker port`)."""
+        with self.lock:
+            return [
+                dict(r)
+                for r in self._rows(
+                    "SELECT ports.*, endpoints.ip AS container_ip FROM ports "
+                    "JOIN endpoints USING (container_id) ORDER BY proto, host_port, host_ip"
+                )
+            ]
+
+
+def parse_network_mode(mode: str | None) -> tuple[str, str]:
+    """HostConfig.NetworkMode -> (kind, arg): ("bridge", "bridge"), ("none", ""), ("host", ""),
+    ("container", "<id>"), or ("bridge", "<user network>") for a named network."""
+    m = (mode or "").strip()
+    if m in ("", "default", "bridge"):
+        return "bridge", "bridge"
+    if m in ("none", "host"):
+        return m, ""
+    if m.startswith("container:"):
+        ref = m.split(":", 1)[1]
+        if not ref:
+            raise InvalidParameter(f"invalid NetworkMode: {mode!r}: container reference missing")
+        return "container", ref
+    return "bridge", m
