@@ -165,3 +165,9 @@ def test_merged_keeps_unset_fields():
     b = Resources(pids_limit=10)
     m = a.merged(b)
     assert m.memory_limit == 1 << 30 and m.pids_limit == 10
+
+
+def test_disable_oom_killer():
+    assert Resources.from_oci({"memory": {"disableOOMKiller": True}}).memory_disable_oom_killer
+    assert Resources.from_oci({"memory": {"disableOOMKiller": False}}).is_empty()
+    bad({"memory": {"disableOOMKiller": 1}}, "linux.resources.memory.disableOOMKiller")

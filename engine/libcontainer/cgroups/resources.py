@@ -68,6 +68,7 @@ class Resources:
     memory_reservation: int | None = None  # bytes, -1 unlimited (v1 soft limit, v2 memory.low)
     memory_swap: int | None = None  # OCI memory+swap total, -1 unlimited
     memory_swappiness: int | None = None  # v1 only, 0..100
+    memory_disable_oom_killer: bool | None = None  # v1 memory.oom_control; no v2 equivalent
     cpu_shares: int | None = None  # 2..262144 (v2: converted to cpu.weight)
     cpu_quota: int | None = None  # us, -1 unlimited
     cpu_period: int | None = None  # us
@@ -121,6 +122,9 @@ class Resources:
         swappiness = _int(mem, "swappiness", f"{_F}.memory")
         if swappiness is not None and not 0 <= swappiness <= 100:
             raise ConfigError(f"{_F}.memory.swappiness", swappiness, "must be 0..100")
+        no_oom = mem.get("disableOOMKiller")
+        if no_oom is not None and not isinstance(no_oom, bool):
+            raise ConfigError(f"{_F}.memory.disableOOMKiller", no_oom, "must be true or false")
         for unsupported in ("kernel", "kernelTCP"):
             if mem.get(unsupported) not in (None, 0):
                 raise ConfigError(
@@ -205,6 +209,7 @@ class Resources:
             memory_reservation=reservation,
             memory_swap=swap,
             memory_swappiness=swappiness,
+            memory_disable_oom_killer=no_oom or None,
             cpu_shares=shares,
             cpu_quota=quota,
             cpu_period=period,

@@ -83,7 +83,8 @@ class V1Manager(Manager):
             )
         needs = {
             "memory": r.memory_limit is not None or r.memory_reservation is not None
-            or r.memory_swap is not None or r.memory_swappiness is not None,
+            or r.memory_swap is not None or r.memory_swappiness is not None
+            or bool(r.memory_disable_oom_killer),
             "cpu": r.cpu_shares is not None or r.cpu_quota is not None
             or r.cpu_period is not None or r.cpu_burst is not None,
             "cpuset": r.cpuset_cpus is not None or r.cpuset_mems is not None,
@@ -171,6 +172,8 @@ class V1Manager(Manager):
             self._write("memory", "memory.soft_limit_in_bytes", str(r.memory_reservation))
         if r.memory_swappiness is not None:
             self._write("memory", "memory.swappiness", str(r.memory_swappiness))
+        if r.memory_disable_oom_killer:
+            self._write("memory", "memory.oom_control", "1")
         if r.cpu_shares is not None:
             self._write("cpu", "cpu.shares", str(r.cpu_shares))
         if r.cpu_period is not None or r.cpu_quota is not None:

@@ -154,9 +154,10 @@ class V2Manager(Manager):
                 )
         if r.memory_reservation is not None:
             self._write("memory.low", model.memory_v2_value(r.memory_reservation))
-        if r.memory_swappiness is not None:
-            msg = "memory.swappiness has no cgroup v2 equivalent; ignored"
-            if msg not in self.warnings:
+        for set_, what in ((r.memory_swappiness is not None, "memory.swappiness"),
+                           (bool(r.memory_disable_oom_killer), "memory.disableOOMKiller")):
+            msg = f"{what} has no cgroup v2 equivalent; ignored"
+            if set_ and msg not in self.warnings:
                 self.warnings.append(msg)
         if r.cpu_shares is not None:
             self._write("cpu.weight", str(model.shares_to_weight(r.cpu_shares)))
