@@ -130,9 +130,9 @@ class Monitor:
         _nonblock(self.sig_r)
         _nonblock(self.sig_w)
         self.exit_record: dict | None = None
-        from engine.drivers.exec.native import NativeDriver
+        from engine.drivers.exec import load_driver
 
-        self.driver = NativeDriver(Path(cfg["runtime_root"]))
+        self.driver = load_driver(cfg.get("driver", "native"), Path(cfg["runtime_root"]))
 
     # -- setup ---------------------------------------------------------------------------
     def _stdio(self, proc: Proc, open_stdin: bool, console_path: Path
