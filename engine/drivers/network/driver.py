@@ -824,7 +824,7 @@ class NetworkDriver:
             self._held.update(held)
         udp = [port for req, port in mappings if req.proto == "udp"]
         if udp:
-            conntrack.flush_udp(udp)
+            conntrack.flush(udp)
         self._refresh_hosts(net["name"])
         return self.settings(container_id, exposed_ports)
 
@@ -923,7 +923,7 @@ class NetworkDriver:
                     s.close()
             self._del_link(ep["veth"])
         udp = [p["host_port"] for p in ports if p["proto"] == "udp"]
-        conntrack.flush_udp(udp, container_ip=ep["ip"])
+        conntrack.flush(udp, container_ip=ep["ip"])
         self._refresh_hosts(ep["network"])
 
     # ------------------------------------------------------------------ /etc files
