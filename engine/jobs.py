@@ -132,11 +132,11 @@ class Engine:
         self._subs: list[Subscription] = []
 
     # jobs -------------------------------------------------------------------------------
-    def job(self, name: str, **args: Any) -> Job:
+    def job(self, name: str, /, **args: Any) -> Job:
         """A new Job, registered as running until it ends (use `run` or `with engine.track(job)`)."""
         return Job(name=name, args=args)
 
-    def run(self, name: str, fn: Callable[..., Any], *a: Any, _job_args: dict | None = None,
+    def run(self, name: str, fn: Callable[..., Any], /, *a: Any, _job_args: dict | None = None,
             **kw: Any) -> Any:
         """Run fn(*a, **kw) as Job `name`; the Job is visible in `jobs()` while it runs."""
         job = self.job(name, **(_job_args if _job_args is not None else kw))

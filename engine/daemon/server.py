@@ -17,6 +17,7 @@ Handlers return one of three answers:
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import os
@@ -463,7 +464,8 @@ class Server:
             hdrs.append(("Content-Type", answer.content_type))
         if answer.status not in (204, 304):
             hdrs.append(("Content-Length", str(len(answer.body))))
-        conn.send(h11.Response(status_code=answer.status, headers=hdrs))
+        conn.send(h11.Response(status_code=answer.status, headers=hdrs,
+                               reason=_reason(answer.status)))
         if answer.body and method != "HEAD" and answer.status not in (204, 304):
             conn.send(h11.Data(data=answer.body))
         conn.send(h11.EndOfMessage())
@@ -472,7 +474,7 @@ class Server:
     def _stream(self, conn: _Conn, method: str, s: Stream) -> None:
         hdrs = common_headers() + s.headers + [("Content-Type", s.content_type),
                                               ("Transfer-Encoding", "chunked")]
-        conn.send(h11.Response(status_code=s.status, headers=hdrs))
+        conn.send(h11.Response(status_code=s.status, headers=hdrs, reason=_reason(s.status)))
         it: Iterator[bytes | None] = iter(s.chunks)
         try:
             for chunk in it:
@@ -513,16 +515,18 @@ class Server:
         sock = conn.sock
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         trailing, closed = conn.h.trailing_data
+        pump: threading.Thread | None = None
         if trailing or closed:
-            sock = _prefixed(sock, trailing, closed)
+            sock, pump = _prefixed(sock, trailing, closed)
         try:
             h.fn(sock)
         finally:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_WR if pump else socket.SHUT_RDWR)
             except OSError:
                 pass
-            if sock is not conn.sock:
+            if pump is not None:
+                pump.join(10)  # everything the backend wrote reaches the client first
                 sock.close()
         return False
 
@@ -538,7 +542,15 @@ class Server:
             pass
 
 
-def _prefixed(sock: socket.socket, data: bytes, closed: bool) -> socket.socket:
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def _prefixed(sock: socket.socket, data: bytes, closed: bool
+              ) -> tuple[socket.socket, threading.Thread]:
     """A socket whose reads yield `data` first and then the client's stream.
 
     Why a socketpair: backends take a real socket (they select/splice on it); bytes h11
@@ -571,5 +583,6 @@ def _prefixed(sock: socket.socket, data: bytes, closed: bool) -> socket.socket:
             pass
 
     threading.Thread(target=up, daemon=True).start()
-    threading.Thread(target=down, daemon=True).start()
-    return b
+    t = threading.Thread(target=down, daemon=True)
+    t.start()
+    return b, t

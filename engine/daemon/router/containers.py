@@ -43,8 +43,10 @@ def validate_create(body: Any) -> tuple[dict, dict, dict]:
     if not isinstance(body, dict):
         raise InvalidParameter("container config must be a JSON object")
     cfg = dict(body)
-    hc = cfg.pop("HostConfig", None) or {}
-    nc = cfg.pop("NetworkingConfig", None) or {}
+    hc = cfg.pop("HostConfig", None)
+    nc = cfg.pop("NetworkingConfig", None)
+    hc = {} if hc is None else hc
+    nc = {} if nc is None else nc
     if not isinstance(hc, dict):
         raise InvalidParameter("HostConfig must be a JSON object")
     if not isinstance(nc, dict):
