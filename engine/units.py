@@ -126,3 +126,33 @@ def bytes_size(size: float) -> str:
         size /= 1024.0
         i += 1
     return f"{size:.4g}{units[i]}"
+
+
+def _go_atoi(s: str) -> int:
+    """strconv.Atoi: optional sign, decimal digits only."""
+    if not re.fullmatch(r"[+-]?[0-9]+", s):
+        raise ValueError(s)
+    return int(s)
+
+
+def parse_uint_list(text: str) -> set[int]:
+    """docker's --cpuset-cpus/--cpuset-mems grammar (pkg/parsers ParseUintList):
+    comma-separated N or N-M (N <= M); "" is the empty set."""
+    if text == "":
+        return set()
+    out: set[int] = set()
+    for item in text.split(","):
+        try:
+            if "-" not in item:
+                out.add(_go_atoi(item))
+                continue
+            lo_s, hi_s = item.split("-", 1)
+            lo, hi = _go_atoi(lo_s), _go_atoi(hi_s)
+        except ValueError:
+            raise ValueError(f"invalid format: {text}") from None
+        if hi < lo:
+            raise ValueError(f"invalid format: {text}")
+        if hi - lo > 1 << 16:
+            raise ValueError(f"invalid format: {text} (range too large)")
+        out.update(range(lo, hi + 1))
+    return out

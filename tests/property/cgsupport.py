@@ -18,6 +18,15 @@ from engine.libcontainer.cgroups import Manager, Resources
 PREFIX = "skt2"
 
 
+def profile_name() -> str:
+    return os.environ.get("SKIFF_HYPOTHESIS_PROFILE", "ci")
+
+
+def enforcement_examples() -> int:
+    """Enforcement examples start processes and take ~0.3 s each: sampled, not swept."""
+    return {"ci": 3, "dev": 2}.get(profile_name(), 50)
+
+
 def unique(name: str) -> str:
     return f"/{PREFIX}/{name}-{uuid.uuid4().hex[:8]}"
 

@@ -81,3 +81,16 @@ def test_ram_in_bytes_integers(n, sfx):
     expected = n * mult[sfx.lower()]
     if expected <= 2**53:  # exact in a float, as in go-units
         assert units.ram_in_bytes(f"{n}{sfx}") == expected
+
+
+@pytest.mark.parametrize(
+    "text,ids", [("", set()), ("0", {0}), ("0-2,5", {0, 1, 2, 5}), ("+1", {1}), ("00", {0})]
+)
+def test_parse_uint_list(text, ids):
+    assert units.parse_uint_list(text) == ids
+
+
+@pytest.mark.parametrize("text", ["0,", ",0", "1-0", "0-", "a", " 0", "0-1:1/2", "-1"])
+def test_parse_uint_list_rejects(text):
+    with pytest.raises(ValueError, match="invalid format"):
+        units.parse_uint_list(text)

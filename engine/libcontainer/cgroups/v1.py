@@ -103,6 +103,7 @@ class V1Manager(Manager):
                 "linux.resources.memory.swap", r.memory_swap,
                 "swap accounting is disabled on this host (no memory.memsw.limit_in_bytes)",
             )
+        self._check_memsw_state(r)
         if r.cpu_burst is not None and not self._has("cpu", "cpu.cfs_burst_us"):
             raise ConfigError("linux.resources.cpu.burst", r.cpu_burst, "not supported here")
         if r.blkio_weight is not None and self._blkio_weight_file() is None:
@@ -125,6 +126,24 @@ class V1Manager(Manager):
                     f"{model.format_cpu_list(extra)} not available "
                     f"(parent has {model.format_cpu_list(avail) or 'none'})",
                 )
+
+    def _check_memsw_state(self, r: Resources) -> None:
+        """An update that raises memory above the current memory+swap without setting swap
+        would be EINVAL half-way; refuse it first (docker refuses it the same way)."""
+        if r.memory_limit in (None, -1) or r.memory_swap is not None or "memory" not in self.paths:
+            return
+        f = self.paths["memory"] / "memory.memsw.limit_in_bytes"
+        if not f.exists():
+            return
+        memsw = fs.read_int(f)
+        if memsw != model.V1_MEMORY_UNLIMITED and model.memory_readback_v1(
+            r.memory_limit
+        ) > memsw:
+            raise ConfigError(
+                "linux.resources.memory.limit", r.memory_limit,
+                f"above the current memory+swap limit ({memsw}); "
+                "set linux.resources.memory.swap in the same update",
+            )
 
     def _blkio_weight_file(self) -> str | None:
         for name in ("blkio.bfq.weight", "blkio.weight"):

@@ -1,0 +1,148 @@
+"""Enforcement, sampled: the kernel does what the limits say, and Skiff reports it.
+
+These start real processes (a few hundred ms each), so each property draws a handful of
+examples in the ci profile (many more in soak): memory beyond the limit is OOM-killed (SIGKILL,
+137 for docker) and counted; forks beyond pids.max fail with EAGAIN; a busy loop under a cpu
+quota is throttled (cpu.stat); an update below current usage is refused on v1 (EBUSY) and
+reclaims/OOM-kills on v2.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.libcontainer import cgroups
+from engine.libcontainer.cgroups import CgroupError, Resources, model
+from tests.property.cgsupport import child_in, enforcement_examples, scratch
+
+pytestmark = pytest.mark.root
+
+MiB = 1 << 20
+N = enforcement_examples()
+
+
+@pytest.fixture(scope="module")
+def report(kernel_report):
+    return kernel_report
+
+
+HOG = "blocks = []\nwhile True:\n    blocks.append(b'x' * (1 << 20))\n"
+
+
+@settings(max_examples=N)
+@given(st.integers(16 * MiB, 96 * MiB).map(lambda v: v + 123))  # deliberately not page-aligned
+def test_memory_oom_kill(report, limit):
+    t0 = time.monotonic()
+    with scratch("oom", Resources(memory_limit=limit)) as m:
+        before = m.oom_kill_count()
+        with child_in(m, HOG) as c:
+            c.go()
+            rc, _, _ = c.wait(60)
+        assert rc == -9, f"expected SIGKILL (docker exit 137), got {rc}"
+        assert m.oom_kill_count() == before + 1
+        st_ = m.stats()["memory"]
+        rounded = model.memory_pages(limit) * model.PAGE_SIZE
+        if m.version == "v1":
+            assert st_["max_usage"] <= rounded and st_["failcnt"] > 0
+        report.record("enforce.memory", limit, "enforced",
+                      f"allocating past the limit: SIGKILL (137), oom_kill +1, peak <= "
+                      f"{'limit rounded to a page' if m.version == 'v1' else 'limit'}",
+                      st_["max_usage"], time.monotonic() - t0)
+
+
+FORKER = (
+    "import os, time\n"
+    "kids, err = [], None\n"
+    "for _ in range({n}):\n"
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "    except OSError as e:\n"
+    "        err = e.errno\n"
+    "        break\n"
+    "    if pid == 0:\n"
+    "        time.sleep(30)\n"
+    "        os._exit(0)\n"
+    "    kids.append(pid)\n"
+    "print(len(kids), err, flush=True)\n"
+    "for k in kids:\n"
+    "    os.kill(k, 9)\n"
+    "    os.waitpid(k, 0)\n"
+)
+
+
+@settings(max_examples=N)
+@given(st.integers(1, 12))
+def test_pids_fork_limit(report, limit):
+    t0 = time.monotonic()
+    with scratch("pids", Resources(pids_limit=limit)) as m:
+        with child_in(m, FORKER.format(n=limit + 3)) as c:
+            c.go()
+            rc, out, err = c.wait(30)
+        if limit == 1:
+            # Python itself may need no thread; the only process is the parent: no fork fits.
+            pass
+        assert rc == 0, err
+        n, e = out.split()
+        assert int(n) == limit - 1, f"pids.max={limit}: {n} forks succeeded"
+        assert int(e) == errno.EAGAIN
+        report.record("enforce.pids", limit, "enforced",
+                      "fork past pids.max fails with EAGAIN; pids.events max counts it",
+                      int(n), time.monotonic() - t0)
+
+
+SPIN = "import time\nt = time.monotonic() + {secs}\nwhile time.monotonic() < t:\n    pass\n"
+
+
+@settings(max_examples=N)
+@given(st.integers(1000, 30000), st.sampled_from([10000, 50000, 100000]))
+def test_cpu_quota_throttles(report, quota, period):
+    if quota >= period:
+        quota = period // 2
+    t0 = time.monotonic()
+    with scratch("cpu", Resources(cpu_quota=quota, cpu_period=period)) as m:
+        secs = 0.4
+        with child_in(m, SPIN.format(secs=secs)) as c:
+            c.go()
+            rc, _, err = c.wait(30)
+        assert rc == 0, err
+        cpu = m.stats()["cpu"]
+        assert cpu["nr_throttled"] > 0 and cpu["throttled_ns"] > 0
+        # Usage stays near quota/period of the wall time (generous slack for start-up).
+        share = quota / period
+        assert cpu["usage_ns"] <= (share * secs + 0.12) * 1e9, (cpu, share)
+        report.record("enforce.cpu", {"quota": quota, "period": period}, "enforced",
+                      "busy loop throttled: cpu.stat nr_throttled > 0, usage ~ quota/period",
+                      cpu["nr_throttled"], time.monotonic() - t0)
+
+
+@settings(max_examples=max(1, N - 1))
+@given(st.integers(24, 40))
+def test_update_below_usage(report, held_mib):
+    """docker update --memory below what the container uses: v1 refuses (EBUSY, the limit is
+    unchanged, the process lives); v2 reclaims and then OOM-kills."""
+    t0 = time.monotonic()
+    code = f"b = b'x' * ({held_mib} << 20)\nprint('ok', flush=True)\nimport time\ntime.sleep(60)\n"
+    with scratch("upd", Resources(memory_limit=256 * MiB)) as m:
+        with child_in(m, code) as c:
+            c.go()
+            assert c.proc.stdout is not None and c.proc.stdout.readline().strip() == "ok"
+            low = 4 * MiB
+            if m.version == "v1":
+                with pytest.raises(CgroupError) as ei:
+                    m.update(Resources(memory_limit=low))
+                assert ei.value.errno_ == errno.EBUSY and "cannot reclaim" in str(ei.value)
+                lim = cgroups.fs.read(m.paths["memory"] / "memory.limit_in_bytes")  # type: ignore
+                assert lim == str(256 * MiB) and c.proc.poll() is None
+                what = "v1: EBUSY, limit unchanged, process keeps running"
+            else:
+                m.update(Resources(memory_limit=low))
+                rc, _, _ = c.wait(30)
+                assert rc == -9 and m.oom_kill_count() >= 1
+                what = "v2: reclaim then OOM kill"
+        report.record("enforce.update-below-usage", held_mib, "enforced", what, None,
+                      time.monotonic() - t0)
