@@ -171,14 +171,20 @@ class _Applier:
         self.dir_cache[parts] = fd
         return fd
 
-    def _remove(self, pfd: int, name: str) -> bool:
+    def _forget(self, parts: tuple[str, ...]) -> None:
+        """Close cached fds of `parts` and everything below it (about to be removed)."""
+        n = len(parts)
+        for key in [k for k in self.dir_cache if k[:n] == parts]:
+            os.close(self.dir_cache.pop(key))
+
+    def _remove(self, pfd: int, name: str, pparts: tuple[str, ...]) -> bool:
         """Remove whatever `name` is (a directory recursively, never following links)."""
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return False
         if stat.S_ISDIR(st.st_mode):
-            self._flush_cache()
+            self._forget(pparts + (name,))
             shutil.rmtree(name, dir_fd=pfd)
         else:
             os.unlink(name, dir_fd=pfd)
@@ -234,7 +240,7 @@ class _Applier:
             try:
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
-                    self._remove(pfd, base)
+                    self._remove(pfd, base, pparts)
                     os.mkdir(base, 0o700, dir_fd=pfd)
             except FileNotFoundError:
                 os.mkdir(base, 0o700, dir_fd=pfd)
@@ -243,10 +249,10 @@ class _Applier:
             self.dir_times.append((parts, int(m.mtime * 1_000_000_000)))
             return
         if m.islnk():
-            self.hardlink(pfd, base, m)
+            self.hardlink(pfd, base, m, pparts)
             return
         if m.issym():
-            self._remove(pfd, base)
+            self._remove(pfd, base, pparts)
             os.symlink(m.linkname, base, dir_fd=pfd)
             self._meta(base, m, pfd)
             self._utime(base, m.mtime, pfd)
@@ -258,19 +264,19 @@ class _Applier:
                     f"layer entry {m.name!r}: {kind} device {m.devmajor}:{m.devminor} "
                     "is not allowed in image layers"
                 )
-            self._remove(pfd, base)
+            self._remove(pfd, base, pparts)
             fmt = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
             os.mknod(base, fmt | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
             self._meta(base, m, pfd)
             return
         if m.isfifo():
-            self._remove(pfd, base)
+            self._remove(pfd, base, pparts)
             os.mkfifo(base, m.mode & 0o7777, dir_fd=pfd)
             self._meta(base, m, pfd)
             return
         if not m.isreg():
             raise LayerError(f"layer entry {m.name!r}: unsupported tar entry type {m.type!r}")
-        self._remove(pfd, base)
+        self._remove(pfd, base, pparts)
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=pfd)
         try:
@@ -289,7 +295,8 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def hardlink(self, pfd: int, base: str, m: tarfile.TarInfo) -> None:
+    def hardlink(self, pfd: int, base: str, m: tarfile.TarInfo,
+                 pparts: tuple[str, ...]) -> None:
         tparts = split_name(m.linkname, "hard link target")
         if not tparts:
             raise LayerError(f"layer entry {m.name!r}: hard link to the layer root")
@@ -308,7 +315,7 @@ class _Applier:
                 return
         except FileNotFoundError:
             pass
-        self._remove(pfd, base)
+        self._remove(pfd, base, pparts)
         os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def whiteout(self, pparts: tuple[str, ...], base: str, name: str) -> None:
@@ -319,14 +326,14 @@ class _Applier:
             else:
                 for child in os.listdir(pfd):
                     if pparts + (child,) not in self.written:
-                        self._remove(pfd, child)
+                        self._remove(pfd, child, pparts)
             return
         if base.startswith(WH_META_PREFIX):
             return  # other AUFS metadata (.wh..wh.plnk, ...) means nothing here
         target = base[len(WH_PREFIX):]
         if target in ("", ".", "..") or "/" in target:
             raise LayerError(f"layer entry {name!r}: bad whiteout name")
-        self._remove(pfd, target)
+        self._remove(pfd, target, pparts)
         if self.overlay:
             os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
 

@@ -120,14 +120,19 @@ def _load_image(g: Graph, sp: _Spool, config_rel: str, layer_rels: list[str],
     with g.pinned(chains):
         parent = None
         for i, (rel, diff_id) in enumerate(zip(layer_rels, diff_ids, strict=True)):
-            p = sp.path(rel)
+            applied = False
             if not g.has_layer(chains[i]):
+                p = sp.path(rel)
                 g.register_layer(parent, diff_id, lambda p=p: open(p, "rb"))
-            if g.layer_blob(diff_id) is None and p.exists():
+                applied = True  # so the plain tar's bytes were hashed and matched diff_id
+            if g.layer_blob(diff_id) is None:
+                p = sp.path(rel)
                 mt = (layer_types[i] if layer_types else None) or layer_media_type_of(p)
                 size = p.stat().st_size
-                digest = diff_id if mt.endswith(".tar") else None
-                digest = g.blobs.adopt(p, digest)
+                digest = g.blobs.adopt(p, diff_id if applied and mt.endswith(".tar") else None)
+                if mt.endswith(".tar") and digest != diff_id:
+                    g.blobs.delete(digest)
+                    raise InvalidParameter(f"invalid archive: {rel} does not match {diff_id}")
                 g._add_layer_blob(diff_id, (digest, mt, size))
             parent = chains[i]
         refs = []
