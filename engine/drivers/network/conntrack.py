@@ -24,41 +24,52 @@ def _as_dict(t) -> dict:
     }
 
 
+PROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+
+def _dump(ct, **filt) -> list[tuple[dict, dict]]:
+    """Entries matching a partial original/reply tuple, filtered in the kernel (>= 5.8)."""
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    kw = {k: NFCTAttrTuple(**v) for k, v in filt.items()}
+    return [(_as_dict(e.tuple_orig), _as_dict(e.tuple_reply)) for e in ct.dump_entries(**kw)]
+
+
 def entries(proto: int | None = socket.IPPROTO_UDP) -> list[tuple[dict, dict]]:
     """(original, reply) tuples of the conntrack table (one protocol or all)."""
     from pyroute2 import Conntrack
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
     with Conntrack() as ct:
-        if proto is None:
-            found = list(ct.dump_entries())
-        else:
-            found = list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=proto)))
-    return [
-        (_as_dict(e.tuple_orig), _as_dict(e.tuple_reply))
-        for e in found
-        if proto is None or e.tuple_orig.proto == proto
-    ]
+        return _dump(ct) if proto is None else _dump(ct, tuple_orig={"proto": proto})
 
 
-def flush(udp_ports: Iterable[int] = (), container_ip: str | None = None) -> int:
-    """Delete UDP entries towards one of udp_ports (host side), and, when container_ip is given,
-    every entry (any protocol) from or to that address. Returns the count; never raises."""
-    ports = set(udp_ports)
-    if not ports and not container_ip:
-        return 0
+def flush(ports: Iterable[tuple[str, int]] = (), container_ip: str | None = None) -> int:
+    """Delete conntrack entries of published ports and of a container.
+
+    ports: (proto, host port) pairs. Without container_ip (a mapping appears) every UDP entry
+    towards such a port goes, as moby does: it was tracked before the DNAT existed. With
+    container_ip (the container goes) the entries NATed to it go, whatever the protocol, and so
+    does every entry from or to its address. Returns the count; never raises.
+    """
     try:
         from pyroute2 import Conntrack
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
-        deleted = 0
+        doomed: dict[tuple, dict] = {}
         with Conntrack() as ct:
-            for orig, reply in entries(None if container_ip else socket.IPPROTO_UDP):
-                hit = orig["proto"] == socket.IPPROTO_UDP and orig["dport"] in ports
-                if container_ip and container_ip in (orig["saddr"], orig["daddr"], reply["saddr"]):
-                    hit = True
-                if not hit:
+            for proto, port in ports:
+                num = PROTO[proto]
+                if container_ip is None and num != socket.IPPROTO_UDP:
                     continue
+                for orig, reply in _dump(ct, tuple_orig={"proto": num, "dport": port}):
+                    if container_ip is None or reply["saddr"] == container_ip:
+                        doomed[tuple(orig.values())] = orig
+            if container_ip:
+                for key in ("saddr", "daddr"):
+                    for orig, _reply in _dump(ct, tuple_orig={key: container_ip}):
+                        doomed[tuple(orig.values())] = orig
+            deleted = 0
+            for orig in doomed.values():
                 try:
                     ct.entry("del", tuple_orig=NFCTAttrTuple(**orig))
                     deleted += 1

@@ -822,7 +822,7 @@ class NetworkDriver:
                     self._del_link(veth)
                 raise
             self._held.update(held)
-        udp = [port for req, port in mappings if req.proto == "udp"]
+        udp = [(req.proto, port) for req, port in mappings if req.proto == "udp"]
         if udp:
             conntrack.flush(udp)
         self._refresh_hosts(net["name"])
@@ -922,8 +922,7 @@ class NetworkDriver:
                 if s:
                     s.close()
             self._del_link(ep["veth"])
-        udp = [p["host_port"] for p in ports if p["proto"] == "udp"]
-        conntrack.flush(udp, container_ip=ep["ip"])
+        conntrack.flush([(p["proto"], p["host_port"]) for p in ports], container_ip=ep["ip"])
         self._refresh_hosts(ep["network"])
 
     # ------------------------------------------------------------------ /etc files
