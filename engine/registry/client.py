@@ -347,7 +347,7 @@ class Registry:
                 raise RegistryError(f"fetching blob {digest} from {self.host}/{repo}: "
                                     f"{_err_text(resp)}")
             try:
-                for chunk in resp.iter_raw(CHUNK):
+                for chunk in resp.iter_bytes(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
                     got += len(chunk)
