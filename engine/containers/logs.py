@@ -83,14 +83,15 @@ class JsonFileWriter:
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial.get(stream, b"") + data
         while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
+            nl = buf.find(b"\n", 0, MAX_PARTIAL + 1)
+            if nl >= 0:
+                self._entry(stream, buf[: nl + 1])
+                buf = buf[nl + 1 :]
+            elif len(buf) > MAX_PARTIAL:  # docker's partial entries for very long lines
+                self._entry(stream, buf[:MAX_PARTIAL])
+                buf = buf[MAX_PARTIAL:]
+            else:
                 break
-            self._entry(stream, buf[: nl + 1])
-            buf = buf[nl + 1 :]
-        while len(buf) >= MAX_PARTIAL:
-            self._entry(stream, buf[:MAX_PARTIAL])
-            buf = buf[MAX_PARTIAL:]
         self._partial[stream] = buf
 
     def flush(self) -> None:

@@ -52,6 +52,7 @@ from .state import (
     RUNNING,
     ZERO_TIME,
     State,
+    connect_unix,
     now_iso,
     parse_iso,
 )
@@ -128,7 +129,7 @@ class ContainerManager:
         self.exec_root = Path(exec_root)
         self.graph = graph
         self.network = network
-        self._emit = emit or (lambda *a, **k: None)
+        self._emit = emit if emit is not None else (lambda *a, **k: None)
         self.cgroup_parent = cgroup_parent.strip("/") or "skiff"
         self.cdir = self.root / "containers"
         self.cdir.mkdir(parents=True, exist_ok=True)
@@ -705,7 +706,7 @@ class ContainerManager:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(timeout)
         try:
-            s.connect(str(self.xdir_of(cid) / "monitor.sock"))
+            connect_unix(s, self.xdir_of(cid) / "monitor.sock")
         except OSError:
             s.close()
             raise
@@ -1759,6 +1760,8 @@ def _proxy(client: socket.socket, conn: socket.socket, stdin: bool) -> None:
     finally:
         sel.close()
         conn.close()
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_WR)  # the stream is over: the client sees EOF
         with contextlib.suppress(OSError):
             client.settimeout(client_timeout)
 

@@ -18,6 +18,7 @@ The daemon can die and come back at any time: everything it needs is in files an
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import fcntl
 import json
@@ -33,7 +34,7 @@ import traceback
 from pathlib import Path
 
 from .logs import JsonFileWriter, frame
-from .state import iso_from_ns
+from .state import bind_unix, iso_from_ns
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024  # a client further behind than this is dropped
@@ -106,6 +107,7 @@ class Proc:
         self.exited_at = 0.0
         self.clients: list[Client] = []
         self.stdin_once = False
+        self.console_path: Path | None = None
 
 
 class Monitor:
@@ -139,6 +141,11 @@ class Monitor:
                ) -> tuple[tuple[int, int, int] | None, str | None, list[int], socket.socket | None]:
         """Returns (stdio for the child, console socket path, fds to close after, listener)."""
         if proc.tty:
+            if len(str(console_path)) > 100:  # the runtime connects by path: keep it short
+                import tempfile
+
+                console_path = Path(tempfile.mkdtemp(prefix="skiff-con-")) / "c.sock"
+                proc.console_path = console_path
             console_path.unlink(missing_ok=True)
             lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             lst.bind(str(console_path))
@@ -166,7 +173,11 @@ class Monitor:
         with conn:
             proc.master = recv_fd(conn)
         lst.close()
+        console_path = proc.console_path or console_path
         console_path.unlink(missing_ok=True)
+        if proc.console_path is not None:
+            with contextlib.suppress(OSError):
+                console_path.parent.rmdir()
         proc.outputs = {proc.master: "stdout"}
         proc.stdin_w = proc.master
 
@@ -482,7 +493,7 @@ class Monitor:
         except Exception:
             if lst is not None:
                 lst.close()
-                console_path.unlink(missing_ok=True)
+                (proc.console_path or console_path).unlink(missing_ok=True)
             for fd in list(proc.outputs) + ([proc.stdin_w] if proc.stdin_w is not None else []):
                 try:
                     os.close(fd)
@@ -605,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         sock_path = Path(cfg["sock"])
         sock_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(sock_path))
+        bind_unix(listener, sock_path)
         listener.listen(64)
     except BaseException as e:  # noqa: BLE001 - report every failure to the daemon
         traceback.print_exc()

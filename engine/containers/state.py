@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from datetime import UTC, datetime
 
@@ -163,3 +165,31 @@ def human_duration(seconds: float) -> str:
     if h < 24 * 365 * 2:
         return f"{h // 24 // 30} months"
     return f"{h // 24 // 365} years"
+
+
+def unix_addr(path: str | os.PathLike) -> tuple[str, int | None]:
+    """A bindable/connectable address for a unix socket path that may exceed sun_path (108):
+    long paths go through /proc/self/fd/<dirfd>/<name>. Close the returned fd afterwards."""
+    p = os.fspath(path)
+    if len(p.encode()) < 100:
+        return p, None
+    dfd = os.open(os.path.dirname(p) or ".", os.O_PATH | os.O_DIRECTORY)
+    return f"/proc/self/fd/{dfd}/{os.path.basename(p)}", dfd
+
+
+def bind_unix(sock: socket.socket, path: str | os.PathLike) -> None:
+    addr, dfd = unix_addr(path)
+    try:
+        sock.bind(addr)
+    finally:
+        if dfd is not None:
+            os.close(dfd)
+
+
+def connect_unix(sock: socket.socket, path: str | os.PathLike) -> None:
+    addr, dfd = unix_addr(path)
+    try:
+        sock.connect(addr)
+    finally:
+        if dfd is not None:
+            os.close(dfd)
