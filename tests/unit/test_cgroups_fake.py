@@ -224,7 +224,10 @@ def test_v1_blkio_weight_missing(v1root):
                     root=v1root)
     with pytest.raises(ConfigError, match="blkio"):
         m.create()
+    assert not m.exists()
+    # A kernel with a weight-capable scheduler has the file in every non-root cgroup.
     (v1root / "blkio" / "blkio.weight").write_text("500")
+    (v1root / "blkio" / "skt2" / "blkio.weight").write_text("500")
     m.create()
     assert read(v1root / "blkio" / "skt2" / "b" / "blkio.weight") == "100"
     m.destroy()

@@ -24,6 +24,7 @@ class CgroupError(SystemError_):
                  err: int | None = None) -> None:
         self.path, self.value, self.errno_ = path, value, err
         super().__init__(message)
+        self.errno = err  # so callers can test e.errno like any OSError
 
     def __str__(self) -> str:
         return self.args[0] if self.args else ""

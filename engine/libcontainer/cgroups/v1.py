@@ -51,15 +51,21 @@ class V1Manager(Manager):
     def _file(self, ctrl: str, name: str) -> Path:
         return self.paths[ctrl] / name
 
-    def _has(self, ctrl: str, name: str | None = None) -> bool:
+    def _has(self, ctrl: str, name: str) -> bool | None:
+        """Does this cgroup have interface file `name`? None when it cannot be known yet.
+
+        Some files exist only below the root (blkio.bfq.weight), so the root proves nothing;
+        the cgroup itself or an existing non-root ancestor does. set() re-checks after mkdir.
+        """
         if ctrl not in self.paths:
             return False
-        if name is None:
-            return True
-        # Check the hierarchy root's file set too, so validate() works before create().
-        return (self.paths[ctrl] / name).exists() or (self.mounts[ctrl] / name).exists() or (
-            self._parent_dir(ctrl) / name
-        ).exists()
+        p = self.paths[ctrl]
+        mount = self.mounts[ctrl]
+        while p != mount:
+            if p.exists():
+                return (p / name).exists()
+            p = p.parent
+        return True if (mount / name).exists() else None
 
     def _parent_dir(self, ctrl: str) -> Path:
         return self.paths[ctrl].parent
@@ -98,13 +104,15 @@ class V1Manager(Manager):
                     f"linux.resources ({ctrl})", self.path,
                     f"the {ctrl} cgroup controller is not mounted on this host",
                 )
-        if r.memory_swap not in (None, -1) and not self._has("memory", "memory.memsw.limit_in_bytes"):
+        if r.memory_swap not in (None, -1) and self._has(
+            "memory", "memory.memsw.limit_in_bytes"
+        ) is False:
             raise ConfigError(
                 "linux.resources.memory.swap", r.memory_swap,
                 "swap accounting is disabled on this host (no memory.memsw.limit_in_bytes)",
             )
         self._check_memsw_state(r)
-        if r.cpu_burst is not None and not self._has("cpu", "cpu.cfs_burst_us"):
+        if r.cpu_burst is not None and self._has("cpu", "cpu.cfs_burst_us") is False:
             raise ConfigError("linux.resources.cpu.burst", r.cpu_burst, "not supported here")
         if r.blkio_weight is not None and self._blkio_weight_file() is None:
             raise ConfigError(
@@ -146,10 +154,14 @@ class V1Manager(Manager):
             )
 
     def _blkio_weight_file(self) -> str | None:
+        """The weight file of the I/O scheduler ("" = unknown until the cgroup exists)."""
+        unknown = False
         for name in ("blkio.bfq.weight", "blkio.weight"):
-            if self._has("blkio", name):
+            has = self._has("blkio", name)
+            if has:
                 return name
-        return None
+            unknown = unknown or has is None
+        return "" if unknown else None
 
     def _create_dirs(self) -> None:
         for ctrl in CONTROLLERS:
@@ -203,7 +215,7 @@ class V1Manager(Manager):
             self._write("pids", "pids.max", model.pids_value(r.pids_limit))
         if r.blkio_weight is not None:
             name = self._blkio_weight_file()
-            assert name is not None
+            assert name, "validate() checked it with the cgroup present"
             self._write("blkio", name, str(r.blkio_weight))
         if r.devices:
             self._set_devices(r.devices + DEFAULT_ALLOWED_DEVICES)
