@@ -57,13 +57,26 @@ def flush(ports: Iterable[tuple[str, int]] = (), container_ip: str | None = None
 
         doomed: dict[tuple, dict] = {}
         with Conntrack() as ct:
+            wanted: dict[int, set[int]] = {}
             for proto, port in ports:
                 num = PROTO[proto]
                 if container_ip is None and num != socket.IPPROTO_UDP:
                     continue
-                for orig, reply in _dump(ct, tuple_orig={"proto": num, "dport": port}):
-                    if container_ip is None or reply["saddr"] == container_ip:
-                        doomed[tuple(orig.values())] = orig
+                wanted.setdefault(num, set()).add(port)
+            for num, nums in wanted.items():
+                # one kernel-filtered dump per port is cheapest for a few ports; for many, one
+                # dump per protocol filtered here costs less than a hundred round trips
+                filters = (
+                    [{"proto": num, "dport": p} for p in sorted(nums)]
+                    if len(nums) <= 8
+                    else [{"proto": num}]
+                )
+                for filt in filters:
+                    for orig, reply in _dump(ct, tuple_orig=filt):
+                        if orig["dport"] not in nums:
+                            continue
+                        if container_ip is None or reply["saddr"] == container_ip:
+                            doomed[tuple(orig.values())] = orig
             if container_ip:
                 for key in ("saddr", "daddr"):
                     for orig, _reply in _dump(ct, tuple_orig={key: container_ip}):
