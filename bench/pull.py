@@ -153,4 +153,8 @@ def main(argv: list[str]) -> int:
             dockerd.stop()
         reg.close()
         shutil.rmtree(work, ignore_errors=True)
+        try:
+            STATE.rmdir()
+        except OSError:
+            pass
     return 0

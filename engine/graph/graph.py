@@ -18,15 +18,17 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from engine.drivers.graph import GraphDriver, new_driver
 from engine.errors import Conflict, InvalidParameter, NotFound
 from engine.registry import reference
 
 from .blobs import BlobStore, sha256_bytes
 from .db import Database
 from .image import Image, chain_ids
+
+if TYPE_CHECKING:
+    from engine.drivers.graph import GraphDriver
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -63,6 +65,8 @@ class Graph:
         self.db = Database(self.root / "graph.db")
         self.blobs = BlobStore(self.root)
         self.blobs.cleanup_tmp()
+        from engine.drivers.graph import new_driver  # the drivers import engine.graph.archive
+
         self.driver: GraphDriver = new_driver(driver, self.root)
         self.insecure_registries = list(insecure_registries)
         self.allow_devices = allow_devices

@@ -18,39 +18,7 @@ import pytest
 import zstandard
 
 from engine.graph.archive import LayerError, apply_layer, split_name, tar_changes
-
-
-def mk(entries: list[tuple]) -> bytes:
-    """A tar from (kind, name, arg) tuples: f=file(data), d=dir, l=symlink(target), h=hardlink."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for e in entries:
-            kind, name = e[0], e[1]
-            arg = e[2] if len(e) > 2 else None
-            info = tarfile.TarInfo(name)
-            info.mtime = 1700000000
-            if kind == "f":
-                data = arg if isinstance(arg, bytes) else (arg or "x").encode()
-                info.size = len(data)
-                info.mode = e[3] if len(e) > 3 else 0o644
-                tar.addfile(info, io.BytesIO(data))
-                continue
-            if kind == "d":
-                info.type = tarfile.DIRTYPE
-                info.mode = arg or 0o755
-            elif kind == "l":
-                info.type = tarfile.SYMTYPE
-                info.linkname = arg
-            elif kind == "h":
-                info.type = tarfile.LNKTYPE
-                info.linkname = arg
-            elif kind in ("c", "b"):
-                info.type = tarfile.CHRTYPE if kind == "c" else tarfile.BLKTYPE
-                info.devmajor, info.devminor = arg
-            elif kind == "p":
-                info.type = tarfile.FIFOTYPE
-            tar.addfile(info)
-    return buf.getvalue()
+from tests.images.layers import mk
 
 
 @pytest.fixture

@@ -68,7 +68,8 @@ class GraphDriver(ABC):
         return (self.home / id).is_dir()
 
     def ids(self) -> list[str]:
-        return sorted(p.name for p in self.home.iterdir() if p.is_dir() and len(p.name) >= 12)
+        return sorted(p.name for p in self.home.iterdir()
+                      if p.is_dir() and p.name != "l" and not p.name.startswith("."))
 
     def status(self) -> list[list[str]]:
         return [["Backing Filesystem", _fs_type(self.home)]]
