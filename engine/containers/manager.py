@@ -490,6 +490,8 @@ class ContainerManager:
                 raise
             raise _wrap_start_error(e) from e
         c.state.set_running(int(reply.get("pid") or monitor["pid"]), int(monitor["monitor_pid"]))
+        if reply.get("started_at"):
+            c.state.started_at = reply["started_at"]
         self._save(c)
         self.emit(c, "start")
         c.cond.notify_all()
@@ -783,9 +785,8 @@ class ContainerManager:
 
     def _on_exit(self, c: Container, record: dict) -> None:
         with c.lock:
-            if c.removed:
+            if c.removed or self._closing:
                 return
-            (self.cdir_of(c.id) / "exit.json").unlink(missing_ok=True)
             code = int(record.get("ExitCode", 255))
             oom = bool(record.get("OOMKilled"))
             ran_for = time.time() - parse_iso(c.state.started_at)
@@ -812,6 +813,7 @@ class ContainerManager:
                     c.state.restart_count = rm.restart_count
                     c.state.transition(RESTARTING)
             self._save(c)
+            (self.cdir_of(c.id) / "exit.json").unlink(missing_ok=True)  # recorded: consumed
             c.cond.notify_all()
             auto_remove = (not restart and c.host_config.get("AutoRemove")
                            and c.state.status == EXITED)

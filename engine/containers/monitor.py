@@ -122,6 +122,7 @@ class Monitor:
         self.waiters: list[Client] = []
         self.container = None
         self.started = False
+        self.started_at = ""
         self.created_at = time.monotonic()
         self.logger: JsonFileWriter | None = None
         if cfg.get("log_driver", "json-file") != "none":
@@ -441,9 +442,10 @@ class Monitor:
             self._reply(c, {"pid": self.init.pid, "started": self.started}, close=True)
         elif op == "start":
             if not self.started:
+                self.started_at = iso_from_ns(time.time_ns())
                 self.container.start()  # type: ignore[union-attr]
                 self.started = True
-            self._reply(c, {"pid": self.init.pid}, close=True)
+            self._reply(c, {"pid": self.init.pid, "started_at": self.started_at}, close=True)
         elif op == "attach":
             c.kind = "attach"
             c.proc = self.init

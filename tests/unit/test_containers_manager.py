@@ -346,7 +346,7 @@ def test_volumes_named_anonymous_and_copy_up(env) -> None:
 def test_restore_reattaches_and_records_exits(env) -> None:
     m, g, ev, tmp = env
     live = run(m, ["sh", "-c", "sleep 1.5; exit 5"], "live")
-    ended = run(m, ["sh", "-c", "exit 9"], "ended")
+    ended = run(m, ["sh", "-c", "sleep 0.3; exit 9"], "ended")
     m.start(live)
     m.close()  # the "daemon" goes away; the monitors do not
     # start `ended` behind the old manager's back: a container that exits while we are down
@@ -354,7 +354,7 @@ def test_restore_reattaches_and_records_exits(env) -> None:
                              cgroup_parent="skt7", exec_driver="fake")
     m_tmp.start(ended)
     m_tmp.close()
-    time.sleep(0.5)
+    time.sleep(0.8)
     ev2 = Events()
     m2 = ContainerManager(tmp / "root", tmp / "run", g, None, ev2, cgroup_parent="skt7",
                           exec_driver="fake")
