@@ -402,6 +402,9 @@ class Graph:
                              (image_id,)).fetchall()
             delete = not left and (not users or (force and by_id))
             if delete:
+                for r in c.execute("SELECT name FROM refs WHERE image_id=? ORDER BY name",
+                                   (image_id,)).fetchall():
+                    out.append({"Untagged": reference.parse(r["name"]).familiar()})
                 c.execute("DELETE FROM refs WHERE image_id=?", (image_id,))
                 c.execute("DELETE FROM image_layers WHERE image_id=?", (image_id,))
                 c.execute("DELETE FROM images WHERE id=?", (image_id,))

@@ -185,3 +185,18 @@ def test_chroot_into_busybox_rw_layer(driver, busybox_image):
         assert not (base / "hello").exists()  # the write went to the rw layer only
     finally:
         driver.put("bb")
+
+
+def test_deep_layer_chain(driver):
+    """100 layers: overlay's mount data would pass a page with absolute lowerdir paths."""
+    parent = None
+    for i in range(100):
+        layer(driver, f"l{i:03d}", parent, [("f", f"f{i:03d}", str(i))])
+        parent = f"l{i:03d}"
+    driver.create("top", parent)
+    root = driver.get("top")
+    try:
+        names = sorted(n for n in os.listdir(root) if n.startswith("f"))
+        assert len(names) == 100 and (root / "f042").read_text() == "42"
+    finally:
+        driver.put("top")

@@ -262,3 +262,13 @@ def test_load_and_import_on_overlay(busybox_image, graphs):
     g.remove("imported:1")
     assert_empty(g)
     assert g.load(io.BytesIO(buf.getvalue())) == ["Loaded image: imported:1"]
+
+
+def test_pull_zstd_layers(reg, busybox_image, graphs):
+    reg.skopeo(f"oci:{busybox_image / 'oci'}:busybox:latest", "zstd/busybox:1", "oci",
+               "--dest-compress-format", "zstd")
+    g = graphs()
+    img = g.pull(f"{reg.host}/zstd/busybox:1")
+    m = json.loads(g.blobs.read(img.repo_digests[0].split("@")[1]))
+    assert m["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert run_in(g, img.id, "echo zstd") == "zstd\n"

@@ -361,3 +361,14 @@ def test_push_uploads_then_skips_then_mounts(tmp_path, reg):
     assert g2.pull(f"{HOST}/team/b:1").id == g.get(f"{HOST}/lib/a:1").id
     g2.close()
     g.close()
+
+
+def test_rmi_of_pulled_tag_also_untags_its_digest(tmp_path, reg):
+    d = reg.put_image("lib/a", "1", Image([BASE]))
+    g = graph(tmp_path, reg)
+    img = g.pull(f"{HOST}/lib/a:1")
+    out = g.remove(f"{HOST}/lib/a:1")
+    assert out[:2] == [{"Untagged": f"{HOST}/lib/a:1"}, {"Untagged": f"{HOST}/lib/a@{d}"}]
+    assert {"Deleted": img.id} in out
+    assert_empty(g)
+    g.close()

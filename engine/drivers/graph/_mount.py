@@ -42,3 +42,35 @@ def is_mountpoint(path: str) -> bool:
 def _unescape(s: str) -> str:
     return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
         "\\134", "\\")
+
+
+def mount_in(cwd: str, source: str, target: str, fstype: str, flags: int = 0,
+             data: str | None = None) -> None:
+    """mount(2) from a forked child that chdir()s to `cwd` first.
+
+    Overlay's mount data must fit in one page; relative lowerdir paths (resolved against the
+    caller's cwd) keep it short for deep layer chains without changing the daemon's own cwd.
+    The child only calls chdir and mount, then _exit: safe in a threaded process.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 0
+        try:
+            os.close(r)
+            os.chdir(cwd)
+            mount(source, target, fstype, flags, data)
+        except OSError as e:
+            os.write(w, str(e.errno or 1).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    try:
+        msg = os.read(r, 64)
+    finally:
+        os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if msg or status != 0:
+        err = int(msg or b"5")
+        raise OSError(err, f"mount {fstype} on {target}: {os.strerror(err)}")

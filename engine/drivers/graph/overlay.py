@@ -23,6 +23,7 @@ from .base import GraphDriver
 
 _ALPHABET = string.ascii_uppercase + string.digits
 MAX_LOWERS = 120
+PAGE_LIMIT = 4000  # overlay mount data must fit in a page
 
 
 def supported(home: Path) -> str | None:
@@ -112,7 +113,11 @@ class OverlayDriver(GraphDriver):
             if n == 0 and not _mount.is_mountpoint(str(merged)):
                 lowerdir = ":".join(str(self.home / low) for low in lowers)
                 data = f"lowerdir={lowerdir},upperdir={d}/diff,workdir={d}/work"
-                _mount.mount("overlay", str(merged), "overlay", 0, data)
+                if len(data) < PAGE_LIMIT:
+                    _mount.mount("overlay", str(merged), "overlay", 0, data)
+                else:  # deep chain: relative l/<short> names from the driver home
+                    data = f"lowerdir={':'.join(lowers)},upperdir={id}/diff,workdir={id}/work"
+                    _mount.mount_in(str(self.home), "overlay", str(merged), "overlay", 0, data)
             self._mounts[id] = n + 1
             return merged
 
