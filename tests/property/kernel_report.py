@@ -73,10 +73,12 @@ class Report:
                 "notes": f["notes"],
                 "tried": f["tried"],
             }
+        no_kernel = sum(f["outcomes"].get("docker-rejected", 0) for f in self.families.values())
         return {
             **self.meta,
             "elapsed_seconds": round(elapsed, 2),
             "examples": total,
+            "kernel_examples": total - no_kernel,
             "examples_per_second": round(total / elapsed, 1) if elapsed else None,
             "distinct_behaviours": sum(len(f["behaviours"]) for f in self.families.values()),
             "families": fams,
@@ -108,8 +110,8 @@ def markdown(reports: list[dict]) -> str:
     out = ["# Kernel behaviour observed by the cgroup property tests", ""]
     out.append("| | " + " | ".join(cols) + " |")
     out.append("|---|" + "---|" * len(cols))
-    for key in ("examples", "examples_per_second", "distinct_behaviours", "elapsed_seconds",
-                "hypothesis_profile"):
+    for key in ("examples", "kernel_examples", "examples_per_second", "distinct_behaviours",
+                "elapsed_seconds", "hypothesis_profile"):
         out.append(f"| {key} | " + " | ".join(str(r.get(key, "")) for r in reports) + " |")
     families = sorted({f for r in reports for f in r["families"]})
     for fam in families:
@@ -143,6 +145,21 @@ def results_dir() -> Path:
     return Path(os.environ.get("SKIFF_RESULTS_DIR", "results"))
 
 
+def placeholder(kernel: str, cgroup_version: str) -> dict:
+    """An empty column for a kernel whose run has not been recorded yet."""
+    return {"kernel": kernel, "cgroup_version": cgroup_version, "families": {},
+            "examples": "pending", "kernel_examples": "pending",
+            "examples_per_second": "pending", "distinct_behaviours": "pending",
+            "elapsed_seconds": "pending", "hypothesis_profile": "ci"}
+
+
 if __name__ == "__main__":
-    docs = [json.loads(Path(p).read_text()) for p in sys.argv[1:]]
+    # python -m tests.property.kernel_report A.json [B.json | pending:KERNEL:V] ...
+    docs = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("pending:"):
+            _, kernel, version = arg.split(":", 2)
+            docs.append(placeholder(kernel, version))
+        else:
+            docs.append(json.loads(Path(arg).read_text()))
     sys.stdout.write(markdown(docs))

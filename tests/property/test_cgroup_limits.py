@@ -72,7 +72,9 @@ class Probe:
         except CgroupError as e:
             return Observed(False, None, e.errno_)
         rb = cgroups.fs.read(path)
-        cgroups.fs.write(path, self.original[path])
+        # An empty original (a fresh v2 cpuset) is restored with "\n": a zero-length write
+        # may never reach the kernel's handler.
+        cgroups.fs.write(path, self.original[path] or "\n")
         return Observed(True, rb, None)
 
 

@@ -75,7 +75,7 @@ def test_unlimited_read_back(version):
 
 def test_memory_enforced_oom_kill():
     limit = 32 << 20
-    with scratch("oom", Resources(memory_limit=limit)) as m:
+    with scratch("oom", Resources(memory_limit=limit, memory_swap=limit)) as m:
         assert m.oom_kill_count() == 0
         hog = "blocks = []\nwhile True:\n    blocks.append(b'x' * (1 << 20))\n"
         with child_in(m, hog) as c:
@@ -168,7 +168,8 @@ def test_update_below_usage(version):
                 assert rd(m, "memory", "memory.limit_in_bytes") == str(128 << 20)
                 assert c.proc.poll() is None
             else:
-                m.update(Resources(memory_limit=8 << 20))  # v2 reclaims, then OOM-kills
+                # v2 reclaims, then OOM-kills (swap capped too, so nothing can escape)
+                m.update(Resources(memory_limit=8 << 20, memory_swap=8 << 20))
                 rc, _, _ = c.wait(30)
                 assert rc == -9 and m.oom_kill_count() >= 1
 

@@ -38,7 +38,9 @@ def root(require_root) -> Path:
     before = set(sc.read_text().split())
     yield r
     remove_prefix("v2", r)
-    # Undo the delegation our managers added at the root (a host change).
+    if r == cgroups.fs.CGROUP_ROOT:
+        return  # pure v2: enabling controllers at the root is what every runtime does
+    # Hybrid host: undo the delegation our managers added at the side mount (a host change).
     for ctrl in set(sc.read_text().split()) - before:
         try:
             cgroups.fs.write(sc, f"-{ctrl}")
