@@ -6,7 +6,10 @@ monitor lifecycle, logs, attach with stdin, tty, exec, restart policies, restore
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import struct
 import threading
@@ -39,10 +42,14 @@ def env(tmp_path: Path) -> Iterator[tuple[ContainerManager, FakeGraph, Events, P
                          cgroup_parent="skt7", exec_driver="fake")
     yield m, g, ev, tmp_path
     for c in list(m.containers.values()):
+        pids = (c.state.pid, c.state.monitor_pid)
         try:
             m.remove(c.id, force=True)
         except Exception:  # noqa: BLE001
-            pass
+            for pid in pids:  # never leave a monitor or its process behind
+                if pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
     m.close()
 
 
