@@ -64,7 +64,7 @@ def _parser():
     s.add_argument("-f", "--format", default="table", choices=["table", "json"])
     s.add_argument("ps_args", nargs="*")
     s = cmd("exec", "run a process in a running container")
-    s.add_argument("command", nargs="*")
+    s.add_argument("command", nargs=argparse.REMAINDER)
     s.add_argument("-p", "--process", default=None)
     s.add_argument("-t", "--tty", action="store_true")
     s.add_argument("--console-socket", default=None)

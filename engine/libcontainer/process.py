@@ -245,6 +245,8 @@ def init_stage1(ch: Channel, spec: Spec, stage2: object) -> None:
     """Runs in the forked child, never returns."""
     try:
         L = spec.linux
+        if spec.process is not None:
+            _preimport(spec.process)
         _join({t: p for t, p in L.namespaces.items() if p})
         newuser = L.namespaces.get("user", 0) is None
         if newuser:
@@ -256,6 +258,10 @@ def init_stage1(ch: Channel, spec: Spec, stage2: object) -> None:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         flags = L.new_ns_flags() & ~sc.CLONE_NEWUSER
+        if flags & sc.CLONE_NEWCGROUP:
+            from . import rootfs
+
+            rootfs.HOST_CGROUPS = rootfs._own_cgroups()
         if flags:
             sc.unshare(flags)
         pid = os.fork()

@@ -73,7 +73,7 @@ def _ensure_target(dest: str, is_dir: bool) -> None:
         os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
 
-def _mount_cgroup(m: Mount, dest: str, cgroupns: bool) -> None:
+def _mount_cgroup(m: Mount, dest: str, cgroupns: bool, in_userns: bool = False) -> None:
     """/sys/fs/cgroup: v2 -> cgroup2; v1 (also hybrid) -> a tmpfs with one mount per hierarchy."""
     flags = (m.flags | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC) & ~sc.MS_RDONLY
     ro = m.flags & sc.MS_RDONLY
@@ -88,6 +88,7 @@ def _mount_cgroup(m: Mount, dest: str, cgroupns: bool) -> None:
         return
     sc.mount("tmpfs", dest, "tmpfs", flags, "mode=755")
     own = _own_cgroups()
+    v1_mount = cgroupns and not in_userns  # cgroup v1 can't be mounted in a user namespace
     for mnt_point, fs, opts in hier:
         name = os.path.basename(mnt_point)
         sub = os.path.join(dest, name)
@@ -98,7 +99,7 @@ def _mount_cgroup(m: Mount, dest: str, cgroupns: bool) -> None:
             continue
         ctrls = [o for o in opts.split(",") if o not in ("rw", "ro", "nosuid", "nodev",
                                                           "noexec", "relatime", "noatime")]
-        if cgroupns:
+        if v1_mount:
             sc.mount("cgroup", sub, "cgroup", flags | ro, ",".join(ctrls))
         else:
             key = ",".join(c for c in ctrls if not c.startswith("name=")) or (
@@ -128,7 +129,12 @@ def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
     return out
 
 
+HOST_CGROUPS: dict[str, str] | None = None  # set by stage 1 before it enters a cgroup ns
+
+
 def _own_cgroups() -> dict[str, str]:
+    if HOST_CGROUPS is not None:
+        return HOST_CGROUPS
     out = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -137,7 +143,7 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
-def mount_one(root: str, m: Mount, cgroupns: bool) -> None:
+def mount_one(root: str, m: Mount, cgroupns: bool, in_userns: bool = False) -> None:
     dest = secure_join(root, m.destination)
     if m.is_bind:
         _ensure_target(dest, os.path.isdir(m.source))
@@ -147,7 +153,7 @@ def mount_one(root: str, m: Mount, cgroupns: bool) -> None:
             sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | extra)
     elif m.type == "cgroup":
         _ensure_target(dest, True)
-        _mount_cgroup(m, dest, cgroupns)
+        _mount_cgroup(m, dest, cgroupns, in_userns)
     else:
         _ensure_target(dest, True)
         try:
@@ -259,7 +265,7 @@ def setup(spec: Spec, console_slave: str | None = None) -> None:
     cgroupns = "cgroup" in L.namespaces
     dev_tmpfs = False
     for m in spec.mounts:
-        mount_one(root, m, cgroupns)
+        mount_one(root, m, cgroupns, in_userns)
         if os.path.normpath(m.destination) == "/dev" and not m.is_bind:
             dev_tmpfs = True
     if dev_tmpfs:
