@@ -88,8 +88,12 @@ class Graph:
                 self.driver.remove(cid)
         self.prune_layers()
 
-    def close(self) -> None:
-        self.driver.cleanup()
+    def close(self, unmount: bool = False) -> None:
+        """Close the database. Mounts stay by default: live containers (held by their
+        monitors) keep their root filesystems across a daemon restart; unmount=True is for
+        tests and full teardown."""
+        if unmount:
+            self.driver.cleanup()
         self.db.close()
 
     @contextmanager
@@ -295,8 +299,10 @@ class Graph:
                              (image_id,))
         tags = [reference.parse(r["name"]).familiar() for r in refs if r["kind"] == "tag"]
         digests = [reference.parse(r["name"]).familiar() for r in refs if r["kind"] == "digest"]
-        chain = [r["chain_id"] for r in self.db.query(
-            "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY idx", (image_id,))]
+        rows = self.db.query(
+            "SELECT i.chain_id, l.size FROM image_layers i LEFT JOIN layers l "
+            "ON l.chain_id=i.chain_id WHERE i.image_id=? ORDER BY i.idx", (image_id,))
+        chain = [r["chain_id"] for r in rows]
         data: dict[str, str] = {}
         if chain:
             top = self.layer(chain[-1])
@@ -305,7 +311,8 @@ class Graph:
                     self.driver.exists(top["cache_id"]) else {}
         return Image(id=image_id, config_raw=self.blobs.read(image_id), repo_tags=tags,
                      repo_digests=digests, size=row["size"], parent=row["parent"],
-                     layer_chain=chain, driver=self.driver.name, driver_data=data)
+                     layer_chain=chain, driver=self.driver.name, driver_data=data,
+                     layer_sizes=[r["size"] or 0 for r in rows])
 
     def list(self) -> list[Image]:
         return [self._image(r["id"]) for r in
@@ -469,17 +476,17 @@ class Graph:
 
     # -- registry, archives (implemented in their own modules) ---------------------------------
     def pull(self, ref: str, *, auth: dict | None = None, progress: Progress | None = None,
-             platform: str | None = None) -> Image:
+             platform: str | None = None, summary: bool = False) -> Image:
         """Pull from a distribution v2 / OCI registry; see engine.registry.distribution."""
         from engine.registry.distribution import pull
 
-        return pull(self, ref, auth=auth, progress=progress, platform=platform)
+        return pull(self, ref, auth=auth, progress=progress, platform=platform, summary=summary)
 
-    def push(self, ref: str, *, auth: dict | None = None,
-             progress: Progress | None = None) -> dict:
+    def push(self, ref: str, *, auth: dict | None = None, progress: Progress | None = None,
+             summary: bool = False) -> dict:
         from engine.registry.distribution import push
 
-        return push(self, ref, auth=auth, progress=progress)
+        return push(self, ref, auth=auth, progress=progress, summary=summary)
 
     def load(self, fileobj: BinaryIO, progress: Progress | None = None) -> list[str]:
         from .tarfmt import load

@@ -55,6 +55,8 @@ class Image:
     layer_chain: list[str] = field(default_factory=list)  # chain IDs, base first
     driver: str = ""
     driver_data: dict[str, str] = field(default_factory=dict)
+    layer_sizes: list[int] = field(default_factory=list)
+    pull_status: str = ""  # after a pull: "Downloaded newer image for X" / "Image is up to date"
 
     @property
     def config(self) -> dict[str, Any]:
@@ -77,6 +79,24 @@ class Image:
     @property
     def short_id(self) -> str:
         return self.id[7:19]
+
+    def history(self) -> list[dict[str, Any]]:
+        """GET /images/{name}/history: newest first, one entry per config history item."""
+        hist = list(self.config.get("history") or [])
+        sizes = iter(self.layer_sizes)
+        rows = []
+        for h in hist:
+            size = 0 if h.get("empty_layer") else next(sizes, 0)
+            rows.append({"Id": "<missing>", "Created": int(parse_time(h.get("created", ""))),
+                         "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                         "Comment": h.get("comment", "")})
+        if not rows:
+            rows.append({"Id": self.id, "Created": int(parse_time(self.created)),
+                         "CreatedBy": "", "Tags": None, "Size": self.size, "Comment": ""})
+        rows.reverse()
+        rows[0]["Id"] = self.id
+        rows[0]["Tags"] = list(self.repo_tags) or None
+        return rows
 
     def to_docker(self, inspect: bool = False) -> dict[str, Any]:
         """The /images/json item, or (inspect=True) the /images/{id}/json document."""

@@ -93,15 +93,21 @@ def choose_manifest(index: dict, platform: str | None = None) -> dict:
 
 
 def pull(g: Graph, ref_s: str, *, auth: dict | None = None,
-         progress: Callable[[dict], None] | None = None, platform: str | None = None) -> Image:
+         progress: Callable[[dict], None] | None = None, platform: str | None = None,
+         summary: bool = False) -> Image:
+    """Pull; with summary=True the closing "Digest:"/"Status:" lines are emitted too.
+
+    The daemon writes those closing lines itself (engine/daemon/router/images.py), so they are
+    off by default; `Image.pull_status` says which Status docker would print.
+    """
     emit = progress or (lambda d: None)
     ref = reference.parse(ref_s)
     with registry_for(g, ref, auth) as reg:
-        return _pull(g, reg, ref, emit, platform)
+        return _pull(g, reg, ref, emit, platform, summary)
 
 
 def _pull(g: Graph, reg: Registry, ref: reference.Reference, emit: Callable[[dict], None],
-          platform: str | None) -> Image:
+          platform: str | None, summary: bool) -> Image:
     repo = ref.path
     want = ref.digest or ref.tag or "latest"
     message(emit, f"Pulling from {ref.familiar_repository}", ref.tag or ref.digest)
@@ -131,10 +137,12 @@ def _pull(g: Graph, reg: Registry, ref: reference.Reference, emit: Callable[[dic
     except BaseException:
         g.prune_layers()  # drop what this pull added: no partial image, no orphans
         raise
-    message(emit, f"Digest: {top_digest}")
     what = ref.familiar()
-    message(emit, f"Status: Image is up to date for {what}" if existed
-            else f"Status: Downloaded newer image for {what}")
+    img.pull_status = (f"Image is up to date for {what}" if existed
+                       else f"Downloaded newer image for {what}")
+    if summary:
+        message(emit, f"Digest: {top_digest}")
+        message(emit, f"Status: {img.pull_status}")
     return img
 
 
@@ -310,7 +318,9 @@ def _compressed_blob(g: Graph, diff_id: str) -> dict:
 
 
 def push(g: Graph, ref_s: str, *, auth: dict | None = None,
-         progress: Callable[[dict], None] | None = None) -> dict:
+         progress: Callable[[dict], None] | None = None, summary: bool = False) -> dict:
+    """Push; with summary=True the closing digest line and the aux message are emitted too
+    (the daemon writes them itself from the returned {"Tag","Digest","Size"})."""
     emit = progress or (lambda d: None)
     ref = reference.parse(ref_s)
     if ref.digest:
@@ -350,9 +360,10 @@ def push(g: Graph, ref_s: str, *, auth: dict | None = None,
     if not g.blobs.exists(digest):
         g.blobs.put(raw, digest)
     g.register_image(config, [], [str(ref.with_digest(digest))])
-    message(emit, f"{tag}: digest: {digest} size: {len(raw)}")
     aux = {"Tag": tag, "Digest": digest, "Size": len(raw)}
-    emit({"progressDetail": {}, "aux": aux})
+    if summary:
+        message(emit, f"{tag}: digest: {digest} size: {len(raw)}")
+        emit({"progressDetail": {}, "aux": aux})
     return aux
 
 

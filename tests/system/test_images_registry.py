@@ -43,7 +43,7 @@ def graphs():
     for g, root in made:
         for rw in g.rw_layers():
             g.remove_rw_layer(rw["container_id"])
-        g.close()
+        g.close(unmount=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -76,7 +76,7 @@ def test_pull_docker_schema2_and_run(reg, busybox_image, graphs):
     reg.push_docker_archive(busybox_image / "docker-save.tar", "lib/busybox:latest")
     g = graphs()
     msgs: list[dict] = []
-    img = g.pull(f"{reg.host}/lib/busybox", progress=msgs.append)
+    img = g.pull(f"{reg.host}/lib/busybox", progress=msgs.append, summary=True)
     assert img.repo_tags == [f"{reg.host}/lib/busybox:latest"]
     assert msgs[-1]["status"].startswith("Status: Downloaded newer image")
     top = img.repo_digests[0].split("@")[1]
@@ -109,7 +109,7 @@ def test_shared_base_layer_stored_once(reg, busybox_image, graphs, tmp_path):
     g = graphs()
     one = g.pull(f"{reg.host}/app1")
     msgs: list[dict] = []
-    two = g.pull(f"{reg.host}/app2", progress=msgs.append)
+    two = g.pull(f"{reg.host}/app2", progress=msgs.append, summary=True)
     assert [m["status"] for m in msgs].count("Already exists") == 1
     base = one.parent_chain[0]
     assert two.parent_chain[0] == base and len(g.layers()) == 3
@@ -144,7 +144,7 @@ def test_push_with_skiff_and_pull_back(reg, busybox_image, graphs):
         g.load(f)
     g.tag("busybox:latest", f"{reg.host}/skiff/bb:1")
     msgs: list[dict] = []
-    res = g.push(f"{reg.host}/skiff/bb:1", progress=msgs.append)
+    res = g.push(f"{reg.host}/skiff/bb:1", progress=msgs.append, summary=True)
     assert "Pushed" in [m.get("status") for m in msgs]
     out = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
                           f"docker://{reg.host}/skiff/bb:1"], capture_output=True, text=True,
@@ -152,7 +152,7 @@ def test_push_with_skiff_and_pull_back(reg, busybox_image, graphs):
     assert json.loads(out.stdout)["Digest"] == res["Digest"]
     g.tag("busybox:latest", f"{reg.host}/other/bb:2")
     msgs.clear()
-    g.push(f"{reg.host}/other/bb:2", progress=msgs.append)
+    g.push(f"{reg.host}/other/bb:2", progress=msgs.append, summary=True)
     assert f"Mounted from {reg.host}/skiff/bb" in [m.get("status") for m in msgs]
     g2 = graphs()
     img = g2.pull(f"{reg.host}/other/bb:2")

@@ -196,3 +196,12 @@ def test_reopen_keeps_state_and_reconciles_orphans(tmp_path):
         assert "f" * 64 not in g.driver.ids()
     finally:
         g.close()
+
+
+def test_history_shape(g, tmp_path):
+    load(g, {"a:1": Image([BASE, APP1])}, tmp_path)
+    img = g.get("a:1")
+    h = img.history()
+    assert len(h) == 2 and h[0]["Id"] == img.id and h[1]["Id"] == "<missing>"
+    assert h[0]["Tags"] == ["a:1"] and h[0]["CreatedBy"] == "skiff tests/images"
+    assert sum(r["Size"] for r in h) == img.size

@@ -199,7 +199,7 @@ def test_pull_docker_and_oci_share_layers(tmp_path, reg):
     reg.put_image("lib/o", "1", Image([BASE, file_layer({"other": "o"})]), docker=False)
     g = graph(tmp_path, reg)
     msgs: list[dict] = []
-    a = g.pull(f"{HOST}/lib/d:1", progress=msgs.append)
+    a = g.pull(f"{HOST}/lib/d:1", progress=msgs.append, summary=True)
     assert a.repo_tags == [f"{HOST}/lib/d:1"]
     assert a.repo_digests[0].startswith(f"{HOST}/lib/d@sha256:")
     statuses = [m.get("status") for m in msgs]
@@ -211,12 +211,12 @@ def test_pull_docker_and_oci_share_layers(tmp_path, reg):
     dl = next(m for m in msgs if m.get("status") == "Downloading")
     assert set(dl) == {"status", "progressDetail", "progress", "id"} and len(dl["id"]) == 12
     msgs.clear()
-    b = g.pull(f"{HOST}/lib/o:1", progress=msgs.append)
+    b = g.pull(f"{HOST}/lib/o:1", progress=msgs.append, summary=True)
     assert [m["status"] for m in msgs].count("Already exists") == 1
     assert len(g.layers()) == 3
     assert sorted(g.layer_users(BASE.diff_id)) == sorted([a.id, b.id])
     msgs.clear()
-    g.pull(f"{HOST}/lib/d:1", progress=msgs.append)
+    g.pull(f"{HOST}/lib/d:1", progress=msgs.append, summary=True)
     assert msgs[-1]["status"] == f"Status: Image is up to date for {HOST}/lib/d:1"
     g.close()
 
@@ -335,7 +335,7 @@ def test_push_uploads_then_skips_then_mounts(tmp_path, reg):
     write_docker_save({f"{HOST}/lib/a:1": Image([BASE, APP])}, tmp_path / "s.tar")
     g.load(io.BytesIO((tmp_path / "s.tar").read_bytes()))
     msgs: list[dict] = []
-    res = g.push(f"{HOST}/lib/a:1", progress=msgs.append)
+    res = g.push(f"{HOST}/lib/a:1", progress=msgs.append, summary=True)
     statuses = [m.get("status") for m in msgs]
     assert statuses[0] == f"The push refers to repository [{HOST}/lib/a]"
     assert statuses.count("Pushed") == 2
@@ -346,12 +346,12 @@ def test_push_uploads_then_skips_then_mounts(tmp_path, reg):
     assert any(m.get("status") == "Pushing" for m in msgs)
     # again: every layer already exists
     msgs.clear()
-    g.push(f"{HOST}/lib/a:1", progress=msgs.append)
+    g.push(f"{HOST}/lib/a:1", progress=msgs.append, summary=True)
     assert [m.get("status") for m in msgs].count("Layer already exists") == 2
     # to another repo of the same registry: cross-repo mount
     g.tag(f"{HOST}/lib/a:1", f"{HOST}/team/b:1")
     msgs.clear()
-    g.push(f"{HOST}/team/b:1", progress=msgs.append)
+    g.push(f"{HOST}/team/b:1", progress=msgs.append, summary=True)
     assert [m.get("status") for m in msgs].count("Mounted from lib/a") == 0
     assert [m.get("status") for m in msgs].count(f"Mounted from {HOST}/lib/a") == 2
     mounts = [r for r in reg.requests if "mount=" in str(r.url)]
