@@ -337,7 +337,8 @@ class ContainerManager:
 
         def volume(name: str, anonymous: bool, labels: dict | None = None) -> str:
             existed = self.store.get_volume(name) is not None if name else False
-            v = self.volumes.create(name or None, labels=labels, anonymous=anonymous)
+            v = self.volumes.create(name or None, labels=labels, anonymous=anonymous,
+                                    events=True)
             if not existed:
                 undo.append(lambda: self.volumes.remove(v["Name"], force=True))
             return v["Name"]
@@ -1152,7 +1153,7 @@ class ContainerManager:
             for m in c.mounts:
                 if m.type == "volume" and self.volumes.is_anonymous(m.name):
                     with contextlib.suppress(Exception):
-                        self.volumes.remove(m.name)
+                        self.volumes.remove(m.name, events=True)
         self.emit(c, "destroy")
 
     def _wait_removing_exit(self, c: Container, gen: int, timeout: float) -> bool:

@@ -30,7 +30,9 @@ class VolumeStore:
 
     def create(self, name: str | None = None, driver: str | None = None,
                driver_opts: dict | None = None, labels: dict | None = None, *,
-               anonymous: bool = False) -> dict:
+               anonymous: bool = False, events: bool = False) -> dict:
+        """events: emit docker's volume events here (for volumes a container create makes;
+        the API router emits its own for `docker volume create`)."""
         driver = driver or "local"
         if driver != "local":
             raise NotFound(f"plugin \"{driver}\" not found")
@@ -56,7 +58,8 @@ class VolumeStore:
                  "Labels": labels, "Scope": "local", "Options": driver_opts or None,
                  "_anonymous": anonymous}
             self.store.put_volume(name, d)
-        self.emit("volume", "create", name, {"driver": driver})
+        if events:
+            self.emit("volume", "create", name, {"driver": driver})
         return self._doc(d)
 
     def get(self, name: str) -> dict:
@@ -68,7 +71,8 @@ class VolumeStore:
     def inspect(self, name: str) -> dict:
         return self._doc(self.get(name))
 
-    def list(self, filters: dict | None = None) -> dict:
+    def list(self, filters: dict | None = None) -> list[dict]:
+        """docker Volume objects (the router wraps them in {"Volumes", "Warnings"})."""
         out = []
         for d in self.store.volumes():
             if filters:
@@ -79,13 +83,13 @@ class VolumeStore:
                     if str(dangling).lower() not in [str(x).lower() for x in filters["dangling"]]:
                         continue
             out.append(self._doc(d))
-        return {"Volumes": out, "Warnings": []}
+        return out
 
     def is_anonymous(self, name: str) -> bool:
         d = self.store.get_volume(name)
         return bool(d and d.get("_anonymous"))
 
-    def remove(self, name: str, force: bool = False) -> None:
+    def remove(self, name: str, force: bool = False, *, events: bool = False) -> None:
         with self.lock:
             d = self.store.get_volume(name)
             if d is None:
@@ -97,12 +101,13 @@ class VolumeStore:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
             shutil.rmtree(self.root / name, ignore_errors=True)
             self.store.delete_volume(name)
-        self.emit("volume", "destroy", name, {"driver": "local"})
+        if events:
+            self.emit("volume", "destroy", name, {"driver": "local"})
 
     def prune(self) -> dict:
         deleted, space = [], 0
         for d in self.store.volumes():
             if d.get("_anonymous") and not self.users(d["Name"]):
-                self.remove(d["Name"])
+                self.remove(d["Name"], events=True)
                 deleted.append(d["Name"])
         return {"VolumesDeleted": deleted, "SpaceReclaimed": space}

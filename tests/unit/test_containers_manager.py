@@ -125,14 +125,14 @@ def test_name_conflict_and_validation(env) -> None:
 
 def test_failed_create_leaves_nothing(env) -> None:
     m, g, _, _ = env
-    before = (set(g.layers), set(p.name for p in m.cdir.iterdir()), m.volumes.list()["Volumes"])
+    before = (set(g.layers), set(p.name for p in m.cdir.iterdir()), m.volumes.list())
     with pytest.raises(InvalidParameter, match="Minimum memory limit"):
         m.create("bad", {"Image": "busybox", "Cmd": ["true"], "Volumes": {"/v": {}}},
                  {"Memory": 1024, "Binds": ["named1:/data"]}, {})
     with pytest.raises(InvalidParameter):
         m.create("bad", {"Image": "busybox", "Cmd": ["true"]},
                  {"Binds": ["named2:/data", "/tmp:/data"]}, {})
-    after = (set(g.layers), set(p.name for p in m.cdir.iterdir()), m.volumes.list()["Volumes"])
+    after = (set(g.layers), set(p.name for p in m.cdir.iterdir()), m.volumes.list())
     assert before == after
     assert m.store.all() == []
 
@@ -343,7 +343,7 @@ def test_volumes_named_anonymous_and_copy_up(env) -> None:
         m.volumes.remove("vol1")
     anon = mounts["/anon"]["Name"]
     m.remove(cid, volumes=True)
-    names = [v["Name"] for v in m.volumes.list()["Volumes"]]
+    names = [v["Name"] for v in m.volumes.list()]
     assert "vol1" in names and anon not in names  # named volumes survive rm -v
     m.volumes.remove("vol1")
     with pytest.raises(NotFound):
