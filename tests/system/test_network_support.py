@@ -28,24 +28,24 @@ import socket, sys, threading
 ident = sys.argv[1].encode()
 tcp = [int(p) for p in sys.argv[2].split(",") if p]
 udp = [int(p) for p in sys.argv[3].split(",") if p]
-def serve_tcp(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(64)
+def serve_tcp(s):
     while True:
         c, _ = s.accept()
         try:
             c.sendall(ident + b"\n")
         finally:
             c.close()
-def serve_udp(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+def serve_udp(s):
     while True:
         data, peer = s.recvfrom(2048)
         s.sendto(ident + b":" + data, peer)
-for p in tcp:
-    threading.Thread(target=serve_tcp, args=(p,), daemon=True).start()
+for p in tcp:  # bound and listening before "ready"
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", p)); s.listen(64)
+    threading.Thread(target=serve_tcp, args=(s,), daemon=True).start()
 for p in udp:
-    threading.Thread(target=serve_udp, args=(p,), daemon=True).start()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", p))
+    threading.Thread(target=serve_udp, args=(s,), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """
@@ -107,7 +107,7 @@ def query(
                 return s.recvfrom(2048)[0].decode().strip()
         except OSError as e:
             return "ERR " + type(e).__name__
-    argv = [sys.executable, "-c", CLIENT, mode, host, str(port), str(timeout)]
+    argv = [sys.executable, "-I", "-S", "-c", CLIENT, mode, host, str(port), str(timeout)]
     if sport:
         argv.append(str(sport))
     out = subprocess.run(ns_cmd(ns, argv), capture_output=True, text=True, timeout=timeout + 10)
@@ -123,6 +123,8 @@ class Responder:
                 ns,
                 [
                     sys.executable,
+                    "-I",
+                    "-S",
                     "-c",
                     RESPONDER,
                     ident,
