@@ -133,7 +133,9 @@ def test_start_provisions_bridge_and_table(driver):
     assert Path("/proc/sys/net/ipv4/conf/skt5br0/route_localnet").read_text().strip() == "1"
     assert nft_table("skt5t") is not None
     nets = d.list_networks()
-    assert [n["Name"] for n in nets] == ["bridge"]
+    assert [n["Name"] for n in nets] == ["bridge", "host", "none"]
+    assert d.inspect_network("host")["Driver"] == "host"
+    assert d.inspect_network("none")["Driver"] == "null"
     assert nets[0]["IPAM"]["Config"] == [{"Subnet": "10.205.0.0/24", "Gateway": "10.205.0.1"}]
     assert nets[0]["Options"]["com.docker.network.bridge.name"] == "skt5br0"
     d.start()  # idempotent
@@ -155,7 +157,7 @@ def test_subnet_overlapping_host_route_is_refused(sysctls):
         assert host_route in str(e.value) and "bridge-subnet" in str(e.value)
         left = " ".join(leftovers())
         assert "skt5br0" not in left and "skt5t" not in left  # nothing was created
-        assert d.list_networks() == []
+        assert [n for n in d.list_networks() if n["Driver"] == "bridge"] == []
         d.close()
     finally:
         remove_state(sd)
@@ -329,6 +331,8 @@ def test_user_network_names_isolation_and_lifecycle(driver, procs, tmp_path):
     pa, pb, pc = (d.create_sandbox(x) for x in ("na", "nb", "nc"))
     sa = d.connect("na", pa, "skt5net", hostname="alpha", aliases=["web"])
     files_a = d.write_etc_files("na", tmp_path / "na", "alpha")
+    with open(files_a["/etc/hosts"], "a") as f:  # the caller appends ExtraHosts
+        f.write("10.1.2.3\textra.example\n")
     d.write_etc_files("nb", tmp_path / "nb", "beta")
     sb = d.connect("nb", pb, "skt5net", hostname="beta", aliases=["db"])
     sc = d.connect("nc", pc, hostname="gamma")  # default bridge
@@ -336,6 +340,7 @@ def test_user_network_names_isolation_and_lifecycle(driver, procs, tmp_path):
     hosts_a = Path(files_a["/etc/hosts"]).read_text()
     assert f"{sb['IPAddress']}\tdb beta nb" in hosts_a  # updated when nb joined
     assert f"{sa['IPAddress']}\talpha web na" in hosts_a
+    assert hosts_a.endswith("10.1.2.3\textra.example\n")  # kept across the rewrite
     procs.append(Responder("skt5-cnb", "nb", tcp=[80]))
     procs.append(Responder("skt5-cnc", "nc", tcp=[80]))
     hosts = tmp_path / "na" / "hosts"
@@ -360,9 +365,8 @@ def test_user_network_names_isolation_and_lifecycle(driver, procs, tmp_path):
     d.delete_sandbox("na")
     bridge = info["Options"]["com.docker.network.bridge.name"]
     d.remove_network("skt5net")
-    assert bridge not in " ".join(leftovers()) and [n["Name"] for n in d.list_networks()] == [
-        "bridge"
-    ]
+    assert bridge not in " ".join(leftovers())
+    assert [n["Name"] for n in d.list_networks()] == ["bridge", "host", "none"]
 
 
 def http_get_name(name: str, ns: str, hosts: Path) -> str:

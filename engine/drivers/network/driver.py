@@ -312,6 +312,8 @@ class NetworkDriver:
 
     def remove_network(self, name: str) -> None:
         with self.lock:
+            if name in ("host", "none"):
+                raise Forbidden(f"{name} is a pre-defined network and cannot be removed")
             row = self._network(name)
             if row["name"] == "bridge":
                 raise Forbidden("bridge is a pre-defined network and cannot be removed")
@@ -365,14 +367,51 @@ class NetworkDriver:
             "Labels": json.loads(row["labels"]),
         }
 
+    def _pseudo_networks(self) -> list[dict]:
+        """docker always lists `host` and `none`; they have no bridge and no endpoints here
+        (the container manager handles those modes), but stable ids across restarts."""
+        out = []
+        for name, driver in (("host", "host"), ("none", "null")):
+            key = f"pseudo_network_{name}"
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row is None:
+                nid = secrets.token_hex(32)
+                self.conn.execute("INSERT INTO meta(key, value) VALUES (?,?)", (key, nid))
+            else:
+                nid = row["value"]
+            out.append(
+                {
+                    "Name": name,
+                    "Id": nid,
+                    "Created": "0001-01-01T00:00:00Z",
+                    "Scope": "local",
+                    "Driver": driver,
+                    "EnableIPv6": False,
+                    "IPAM": {"Driver": "default", "Options": None, "Config": []},
+                    "Internal": False,
+                    "Attachable": False,
+                    "Ingress": False,
+                    "ConfigFrom": {"Network": ""},
+                    "ConfigOnly": False,
+                    "Containers": {},
+                    "Options": {},
+                    "Labels": {},
+                }
+            )
+        return out
+
     def list_networks(self) -> list[dict]:
         with self.lock:
-            return [
+            nets = [
                 self._network_json(r) for r in self._rows("SELECT * FROM networks ORDER BY name")
             ]
+            return nets + self._pseudo_networks()
 
     def inspect_network(self, name: str) -> dict:
         with self.lock:
+            for pseudo in self._pseudo_networks():
+                if name == pseudo["Name"] or (len(name) >= 3 and pseudo["Id"].startswith(name)):
+                    return pseudo
             return self._network_json(self._network(name))
 
     # ------------------------------------------------------------------ start / info
@@ -963,7 +1002,11 @@ class NetworkDriver:
                 host_resolv = Path("/etc/resolv.conf").read_text()
             except OSError:
                 host_resolv = ""
-            etcfiles.write_in_place(d / "hosts", self._hosts_for(container_id, hostname))
+            hosts = self._hosts_for(container_id, hostname)
+            etcfiles.write_in_place(d / "hosts", hosts)
+            self.conn.execute(
+                "UPDATE etcfiles SET hosts=? WHERE container_id=?", (hosts, container_id)
+            )
             etcfiles.write_in_place(d / "resolv.conf", etcfiles.render_resolv_conf(host_resolv))
             etcfiles.write_in_place(d / "hostname", (hostname or container_id[:12]) + "\n")
             return {
@@ -981,11 +1024,18 @@ class NetworkDriver:
                 (network,),
             ):
                 path = Path(r["dir"]) / "hosts"
-                if path.parent.is_dir():
-                    with contextlib.suppress(OSError):
-                        etcfiles.write_in_place(
-                            path, self._hosts_for(r["container_id"], r["hostname"])
-                        )
+                if not path.parent.is_dir():
+                    continue
+                with contextlib.suppress(OSError):
+                    # lines the caller appended after our block (ExtraHosts) are kept
+                    current = path.read_text() if path.exists() else ""
+                    old = r["hosts"]
+                    tail = current[len(old) :] if old and current.startswith(old) else ""
+                    new = self._hosts_for(r["container_id"], r["hostname"])
+                    etcfiles.write_in_place(path, new + tail)
+                    self.conn.execute(
+                        "UPDATE etcfiles SET hosts=? WHERE container_id=?", (new, r["container_id"])
+                    )
 
     # ------------------------------------------------------------------ teardown
     def destroy_all(self) -> None:

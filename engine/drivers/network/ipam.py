@@ -84,6 +84,9 @@ def open_db(state_dir: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
+    cols = {r["name"] for r in conn.execute("PRAGMA table_info(etcfiles)")}
+    if "hosts" not in cols:  # the hosts block last written (to keep lines appended after it)
+        conn.execute("ALTER TABLE etcfiles ADD COLUMN hosts TEXT NOT NULL DEFAULT ''")
     return conn
 
 
