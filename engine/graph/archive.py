@@ -19,9 +19,11 @@ import gzip
 import hashlib
 import io
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,147 @@ class _Raw(io.RawIOBase):
         return len(data)
 
 
+class _Pipeline(io.RawIOBase):
+    """The uncompressed layer, decompressed and hashed in a helper thread.
+
+    zlib, zstd and hashlib release the GIL, so decompression and the diff-ID hash run on
+    another core while this thread parses tar headers and creates files (what dockerd gets
+    from unpigz). zlib's own gzip mode checks the CRC in C. Errors surface on read().
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.q: queue.Queue = queue.Queue(maxsize=16)
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.buf = memoryview(b"")
+        self.done = False
+        self._stop = threading.Event()
+        self.t = threading.Thread(target=self._run, name="skiff-unpack", daemon=True)
+        self.t.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _emit(self, data: bytes) -> bool:
+        if not data:
+            return True
+        self.hash.update(data)
+        self.count += len(data)
+        return self._put(data)
+
+    def _run(self) -> None:
+        try:
+            first = self.f.read(CHUNK)
+            if first.startswith(GZIP_MAGIC):
+                self._gunzip(first)
+            elif first[:4] == ZSTD_MAGIC:
+                self._unzstd(first)
+            else:
+                chunk = first
+                while chunk:
+                    if not self._emit(chunk):
+                        return
+                    chunk = self.f.read(CHUNK)
+            self._put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the reading thread
+            self._put(e)
+
+    def _gunzip(self, first: bytes) -> None:
+        d = zlib.decompressobj(wbits=31)
+        chunk = first
+        while chunk:
+            while chunk:
+                if not self._emit(d.decompress(chunk)):
+                    return
+                if d.eof and d.unused_data:  # another gzip member follows
+                    chunk = d.unused_data
+                    if not chunk.strip(b"\0"):
+                        chunk = b""
+                        break
+                    d = zlib.decompressobj(wbits=31)
+                else:
+                    chunk = b""
+            chunk = self.f.read(CHUNK)
+        if not d.eof:
+            raise EOFError("compressed data ended before the end-of-stream marker")
+        self._emit(d.flush())
+
+    def _unzstd(self, first: bytes) -> None:
+        import zstandard
+
+        src = io.BufferedReader(_Prefixed(first, self.f), CHUNK)
+        r = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+        while chunk := r.read(CHUNK):
+            if not self._emit(chunk):
+                return
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if not self.buf:
+            if self.done:
+                return 0
+            item = self.q.get()
+            if item is None:
+                self.done = True
+                return 0
+            if isinstance(item, BaseException):
+                self.done = True
+                raise item
+            self.buf = memoryview(item)
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+    def drain(self) -> None:
+        while self.readinto(bytearray(CHUNK)):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            while True:
+                self.q.get_nowait()
+        except queue.Empty:
+            pass
+        self.t.join(5)
+        super().close()
+
+
+class _Prefixed(io.RawIOBase):
+    """`head` followed by the rest of `f` (the bytes read to sniff the compression)."""
+
+    def __init__(self, head: bytes, f: BinaryIO) -> None:
+        self.head = memoryview(head)
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
 @dataclass
 class ApplyResult:
     diff_id: str  # sha256 of the uncompressed tar
@@ -128,6 +271,7 @@ class _Applier:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.dir_cache: dict[tuple[str, ...], int] = {}
         self.as_root = os.geteuid() == 0
+        self.owner_is_root = self.as_root and os.getegid() == 0
         self.written: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
         self.size = 0
@@ -190,11 +334,12 @@ class _Applier:
             os.unlink(name, dir_fd=pfd)
         return True
 
-    def _meta(self, fd_or_name: int | str, m: tarfile.TarInfo, pfd: int | None = None) -> None:
+    def _meta(self, fd_or_name: int | str, m: tarfile.TarInfo, pfd: int | None = None,
+              fresh: bool = True) -> None:
         link = isinstance(fd_or_name, str)
         kw: dict = {"dir_fd": pfd, "follow_symlinks": False} if link else {}
-        if self.as_root:
-            os.chown(fd_or_name, m.uid, m.gid, **kw)
+        if self.as_root and (m.uid or m.gid or not self.owner_is_root or not fresh):
+            os.chown(fd_or_name, m.uid, m.gid, **kw)  # new files are root's already
         if not link:
             os.chmod(fd_or_name, m.mode & 0o7777)
             for k, v in m.pax_headers.items():
@@ -245,7 +390,7 @@ class _Applier:
             except FileNotFoundError:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             fd = self.open_dir(parts, m.name)
-            self._meta(fd, m)
+            self._meta(fd, m, fresh=False)
             self.dir_times.append((parts, int(m.mtime * 1_000_000_000)))
             return
         if m.islnk():
@@ -354,7 +499,7 @@ def apply_layer(
     expect_diff_id: str | None = None,
 ) -> ApplyResult:
     """Apply a (possibly compressed) layer tar onto `dest`; checks the diff ID when given."""
-    reader = _HashingReader(decompressed(f))
+    reader = _Pipeline(f)
     ap = _Applier(dest, whiteouts, allow_devices)
     try:
         try:
@@ -371,6 +516,7 @@ def apply_layer(
             raise
     finally:
         ap.close()
+        reader.close()
     if expect_diff_id and reader.digest != expect_diff_id:
         raise LayerError(f"layer diff ID mismatch: expected {expect_diff_id}, got {reader.digest}")
     return ApplyResult(reader.digest, ap.size)

@@ -161,8 +161,7 @@ class Graph:
             if p is None:
                 raise NotFound(f"parent layer {parent_chain} not found")
             parent_cache = p["cache_id"]
-        cache_id = secrets.token_hex(32)
-        self.driver.create(cache_id, parent_cache)
+        cache_id = self.new_layer_dir(parent_cache)
         try:
             with opener() as f:
                 res = self.driver.apply_diff(cache_id, f, expect_diff_id=diff_id,
@@ -170,7 +169,19 @@ class Graph:
         except BaseException:
             self.driver.remove(cache_id)
             raise
-        diff_id = res.diff_id
+        return self.commit_layer(parent_chain, res.diff_id, cache_id, res.size, blob)
+
+    # The three steps of register_layer, for callers that apply several layers at once (pull on
+    # a driver whose layers are independent directories, see engine.registry.distribution).
+    def new_layer_dir(self, parent_cache: str | None) -> str:
+        """An empty driver layer over `parent_cache`; its cache ID (not yet in the graph)."""
+        cache_id = secrets.token_hex(32)
+        self.driver.create(cache_id, parent_cache)
+        return cache_id
+
+    def commit_layer(self, parent_chain: str | None, diff_id: str, cache_id: str, size: int,
+                     blob: tuple[str, str, int] | None) -> str:
+        """Record an applied layer; if the chain appeared meanwhile, drop this copy."""
         chain = chain_ids_from(parent_chain, diff_id)
         with self.db.tx() as c:
             if c.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain,)).fetchone():
@@ -179,13 +190,27 @@ class Graph:
                 c.execute(
                     "INSERT INTO layers(chain_id, diff_id, parent, cache_id, size, created) "
                     "VALUES (?,?,?,?,?,?)",
-                    (chain, diff_id, parent_chain, cache_id, res.size, time.time()),
+                    (chain, diff_id, parent_chain, cache_id, size, time.time()),
                 )
                 created = True
         if not created:
             self.driver.remove(cache_id)
         self._add_layer_blob(diff_id, blob)
         return chain
+
+    @contextmanager
+    def chain_locks(self, chains: list[str]):
+        """Hold the creation locks of these chains (taken base first: no lock-order cycles)."""
+        locks = [self._chain_lock(c) for c in chains]
+        taken = []
+        try:
+            for lk in locks:
+                lk.acquire()
+                taken.append(lk)
+            yield
+        finally:
+            for lk in reversed(taken):
+                lk.release()
 
     def _add_layer_blob(self, diff_id: str, blob: tuple[str, str, int] | None) -> None:
         if blob is None:

@@ -212,20 +212,10 @@ def _fetch_layers(g: Graph, reg: Registry, repo: str, layers: list[dict], diff_i
                     mine.append(key)
                     pool.submit(_download, g, reg, repo, la, emit, fut)
             futures[i] = fut
-        parent = chains[need[0] - 1] if need[0] > 0 else None
-        for i in need:
-            la = layers[i]
-            digest = futures[i].result()
-            sid = short(la["digest"])
-            size = g.blobs.size(digest)
-            prog = LayerProgress(emit, sid, "Extracting", size)
-
-            def opener(d: str = digest, p: LayerProgress = prog) -> BinaryIO:
-                return _CountingFile(g.blobs.path(d), p.add)
-
-            g.register_layer(parent, diff_ids[i], opener, blob=(digest, la["mediaType"], size))
-            message(emit, "Pull complete", sid)
-            parent = chains[i]
+        if getattr(g.driver, "independent_layers", False):
+            _apply_parallel(g, layers, diff_ids, chains, need, futures, emit)
+        else:
+            _apply_in_order(g, layers, diff_ids, chains, need, futures, emit)
     except BaseException:
         for f in futures.values():
             f.cancel()
@@ -235,6 +225,79 @@ def _fetch_layers(g: Graph, reg: Registry, repo: str, layers: list[dict], diff_i
         with _inflight_lock:
             for key in mine:
                 _inflight.pop(key, None)
+
+
+def _opener(g: Graph, digest: str, prog: LayerProgress) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        return _CountingFile(g.blobs.path(digest), prog.add)  # type: ignore[return-value]
+
+    return opener
+
+
+def _apply_in_order(g: Graph, layers: list[dict], diff_ids: list[str], chains: list[str],
+                    need: list[int], futures: dict[int, Future],
+                    emit: Callable[[dict], None]) -> None:
+    """Each layer on a copy of its parent (vfs): strictly one after the other."""
+    parent = chains[need[0] - 1] if need[0] > 0 else None
+    for i in need:
+        la = layers[i]
+        digest = futures[i].result()
+        sid = short(la["digest"])
+        size = g.blobs.size(digest)
+        prog = LayerProgress(emit, sid, "Extracting", size)
+        g.register_layer(parent, diff_ids[i], _opener(g, digest, prog),
+                         blob=(digest, la["mediaType"], size))
+        message(emit, "Pull complete", sid)
+        parent = chains[i]
+
+
+def _apply_parallel(g: Graph, layers: list[dict], diff_ids: list[str], chains: list[str],
+                    need: list[int], futures: dict[int, Future],
+                    emit: Callable[[dict], None]) -> None:
+    """Overlay layers are independent directories: extract them at once, commit in order.
+
+    Each layer is extracted as soon as its download is done, beside the others (file
+    creation is syscall-bound and runs outside the GIL); the graph records them base first,
+    so a layer is only ever visible with all of its parents.
+    """
+    with g.chain_locks([chains[i] for i in need]):
+        todo = [i for i in need if not g.has_layer(chains[i])]
+        if not todo:
+            return
+        parent_chain = chains[todo[0] - 1] if todo[0] > 0 else None
+        parent_row = g.layer(parent_chain) if parent_chain else None
+        parent_cache = parent_row["cache_id"] if parent_row else None
+        cids: list[str] = []
+        committed: set[str] = set()
+        pool = ThreadPoolExecutor(max_workers=min(4, len(todo)),
+                                  thread_name_prefix="skiff-extract")
+        try:
+            for _ in todo:
+                parent_cache = g.new_layer_dir(parent_cache)
+                cids.append(parent_cache)
+
+            def extract(i: int, cid: str) -> tuple[int, str, int]:
+                digest = futures[i].result()
+                size = g.blobs.size(digest)
+                prog = LayerProgress(emit, short(layers[i]["digest"]), "Extracting", size)
+                with _opener(g, digest, prog)() as f:
+                    res = g.driver.apply_diff(cid, f, expect_diff_id=diff_ids[i],
+                                              allow_devices=g.allow_devices)
+                return res.size, digest, size
+
+            jobs = [pool.submit(extract, i, cid) for i, cid in zip(todo, cids, strict=True)]
+            for i, cid, job in zip(todo, cids, jobs, strict=True):
+                used, digest, size = job.result()
+                g.commit_layer(parent_chain, diff_ids[i], cid, used,
+                               (digest, layers[i]["mediaType"], size))
+                committed.add(cid)
+                message(emit, "Pull complete", short(layers[i]["digest"]))
+                parent_chain = chains[i]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for cid in cids:
+                if cid not in committed:
+                    g.driver.remove(cid)
 
 
 def _download(g: Graph, reg: Registry, repo: str, la: dict, emit: Callable[[dict], None],

@@ -23,6 +23,7 @@ from engine.graph.archive import ApplyResult, apply_layer
 class GraphDriver(ABC):
     name = "base"
     whiteouts = "naive"
+    independent_layers = False  # True when layers can be filled in any order (overlay)
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)

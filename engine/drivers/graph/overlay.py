@@ -57,6 +57,7 @@ def supported(home: Path) -> str | None:
 class OverlayDriver(GraphDriver):
     name = "overlay"
     whiteouts = "overlay"
+    independent_layers = True  # a layer's diff dir never reads its parent: apply in parallel
 
     def __init__(self, home: Path) -> None:
         super().__init__(home)
