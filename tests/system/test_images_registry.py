@@ -272,3 +272,30 @@ def test_pull_zstd_layers(reg, busybox_image, graphs):
     m = json.loads(g.blobs.read(img.repo_digests[0].split("@")[1]))
     assert m["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
     assert run_in(g, img.id, "echo zstd") == "zstd\n"
+
+
+def test_concurrent_pulls_on_overlay_share_layers(reg, busybox_image, graphs, tmp_path):
+    import threading
+
+    images = multi.shared_base(busybox_image)
+    write_docker_save(images, tmp_path / "apps.tar")
+    for name in images:
+        reg.skopeo(f"docker-archive:{tmp_path / 'apps.tar'}:{name}", name, "v2s2")
+    g = graphs("overlay")
+    errors: list[BaseException] = []
+
+    def pull(name: str) -> None:
+        try:
+            g.pull(f"{reg.host}/{name}")
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=pull, args=(n,)) for n in ("app1", "app2", "app1", "app2")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert errors == []
+    assert len(g.layers()) == 3 and len(g.list()) == 2
+    assert sorted(g.driver.ids()) == sorted(r["cache_id"] for r in g.layers())
+    assert run_in(g, f"{reg.host}/app2", "cat /app/name") == "two\n"
