@@ -146,9 +146,16 @@ class Registry:
     def _auth_header(self, scope: str) -> dict[str, str]:
         if self._challenge is None:
             return {}
-        scheme, _ = self._challenge
+        scheme, params = self._challenge
         if scheme == "bearer":
             tok = self._tokens.get(scope)
+            if tok is None and scope:
+                # the realm is known from an earlier challenge (GET /v2/): ask for this
+                # scope's token now instead of paying a 401 round trip first
+                with self._lock:
+                    tok = self._tokens.get(scope)
+                    if tok is None:
+                        tok = self._tokens[scope] = self._fetch_token(params, scope)
             return {"Authorization": f"Bearer {tok}"} if tok else {}
         if scheme == "basic":
             b = self._basic()
@@ -263,9 +270,16 @@ class Registry:
             self._fallback_http = False
 
     def ping(self) -> None:
-        """GET /v2/: the registry speaks distribution v2 (401 with a challenge counts)."""
-        resp = self.request("GET", self.url("/v2/"), scope="")
-        if resp.status_code not in (200, 401):
+        """GET /v2/ as dockerd does first: learns the auth challenge (401 is an answer)."""
+        self._ensure_scheme()
+        try:
+            resp = self.client.get(self.url("/v2/"))
+        except httpx.TransportError as e:
+            raise Unavailable(f"GET {self.url('/v2/')}: {type(e).__name__}: {e}") from None
+        if resp.status_code == 401 and resp.headers.get("www-authenticate"):
+            with self._lock:
+                self._challenge = parse_challenge(resp.headers["www-authenticate"])
+        elif resp.status_code != 200:
             raise RegistryError(f"{self.host} is not a v2 registry: {_err_text(resp)}")
         self._pinged = True
 

@@ -110,6 +110,7 @@ def _pull(g: Graph, reg: Registry, ref: reference.Reference, emit: Callable[[dic
           platform: str | None, summary: bool) -> Image:
     repo = ref.path
     want = ref.digest or ref.tag or "latest"
+    reg.ping()
     message(emit, f"Pulling from {ref.familiar_repository}", ref.tag or ref.digest)
     raw, mt, top_digest = reg.get_manifest(repo, want)
     manifests = [(raw, top_digest)]
@@ -393,6 +394,7 @@ def push(g: Graph, ref_s: str, *, auth: dict | None = None,
     tag = ref.tag or "latest"
     message(emit, f"The push refers to repository [{ref.repository}]")
     with registry_for(g, ref, auth) as reg:
+        reg.ping()
         descs = []
         blobs = [_compressed_blob(g, d) for d in img.diff_ids]
         any_zstd = any(b["media_type"].endswith("zstd") for b in blobs)

@@ -372,3 +372,27 @@ def test_rmi_of_pulled_tag_also_untags_its_digest(tmp_path, reg):
     assert {"Deleted": img.id} in out
     assert_empty(g)
     g.close()
+
+
+def test_pull_starts_with_get_v2_and_reuses_the_challenge(tmp_path):
+    reg = FakeRegistry(HOST, auth="bearer")
+    reg.put_image("lib/a", "1", Image([BASE]))
+    g = graph(tmp_path, reg)
+    g.pull(f"{HOST}/lib/a:1", auth={"username": "alice", "password": "secret"})
+    first = reg.requests[0]
+    assert (first.method, first.url.path) == ("GET", "/v2/")
+    # after the /v2/ challenge: one token for the repository scope, then no more 401s
+    assert len(reg.token_requests) == 1
+    assert reg.token_requests[0]["scope"] == ["repository:lib/a:pull"]
+    manifest_gets = [r for r in reg.requests if "/manifests/" in r.url.path]
+    assert all("authorization" in r.headers for r in manifest_gets)
+    g.close()
+
+
+def test_not_a_registry():
+    def handler(request):
+        return httpx.Response(404, text="nope")
+
+    with Registry(HOST, transport=httpx.MockTransport(handler)) as r:
+        with pytest.raises(Exception, match="not a v2 registry"):
+            r.ping()
