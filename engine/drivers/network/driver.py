@@ -233,6 +233,8 @@ class NetworkDriver:
         write_sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
 
     def _network(self, name_or_id: str) -> sqlite3.Row:
+        if name_or_id in ("", "default"):
+            name_or_id = "bridge"
         row = self.conn.execute(
             "SELECT * FROM networks WHERE name=? OR id=?", (name_or_id, name_or_id)
         ).fetchone()
@@ -444,6 +446,15 @@ class NetworkDriver:
             self.started = True
 
     def _ensure_default_network(self) -> None:
+        if self.requested_subnet:
+            # like dockerd's --bip, host bits are allowed in the flag: 10.205.0.1/24 is the /24
+            try:
+                net = ipaddress.ip_network(self.requested_subnet, strict=False)
+            except ValueError as e:
+                raise InvalidParameter(
+                    f"invalid bridge-subnet: {self.requested_subnet!r}: {e}"
+                ) from None
+            self.requested_subnet = str(net)
         row = self.conn.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
         if row is not None and row["bridge"] != self.bridge:
             if self.conn.execute("SELECT 1 FROM endpoints WHERE network='bridge'").fetchone():
@@ -612,10 +623,11 @@ class NetworkDriver:
             return path
 
     def sandbox_path(self, container_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
-        ).fetchone()
-        return str(row["path"]) if row else None
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
+            ).fetchone()
+            return str(row["path"]) if row else None
 
     def delete_sandbox(self, container_id: str) -> None:
         with self.lock:
