@@ -56,7 +56,7 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self.raw.read(len(b))
         n = len(data)
         b[:n] = data
@@ -99,7 +99,7 @@ class _Raw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         data = self.f.read(len(b))
         b[: len(data)] = data
         return len(data)
@@ -189,7 +189,7 @@ class _Pipeline(io.RawIOBase):
             if not self._emit(chunk):
                 return
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if not self.buf:
             if self.done:
                 return 0
@@ -235,7 +235,7 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if self.head:
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]
@@ -503,7 +503,7 @@ def apply_layer(
     ap = _Applier(dest, whiteouts, allow_devices)
     try:
         try:
-            with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tar:
                 ap.apply(tar)
             reader.drain()
         except tarfile.TarError as e:
@@ -542,14 +542,17 @@ def _tarinfo(root: Path, rel: str, st: os.stat_result) -> tarfile.TarInfo:
         info.type = tarfile.FIFOTYPE
     else:
         info.size = st.st_size
+    pax: dict[str, str] = {}
     try:
         for key in os.listxattr(root / rel, follow_symlinks=False):
             if key.startswith("trusted.overlay."):
                 continue
             val = os.getxattr(root / rel, key, follow_symlinks=False)
-            info.pax_headers["SCHILY.xattr." + key] = val.decode("utf-8", "surrogateescape")
+            pax["SCHILY.xattr." + key] = val.decode("utf-8", "surrogateescape")
     except OSError:
         pass
+    if pax:
+        info.pax_headers = pax
     return info
 
 

@@ -339,10 +339,6 @@ class Graph:
                      layer_chain=chain, driver=self.driver.name, driver_data=data,
                      layer_sizes=[r["size"] or 0 for r in rows])
 
-    def list(self) -> list[Image]:
-        return [self._image(r["id"]) for r in
-                self.db.query("SELECT id FROM images ORDER BY added DESC")]
-
     def exists(self, ref_or_id: str) -> bool:
         try:
             self.resolve(ref_or_id)
@@ -533,6 +529,11 @@ class Graph:
         return {"Driver": self.driver.name, "DriverStatus": self.driver.status(),
                 "Images": len(self.db.query("SELECT id FROM images"))}
 
+
+    # last in the class: a method named `list` would shadow the builtin in annotations below
+    def list(self) -> list[Image]:
+        return [self._image(r["id"]) for r in
+                self.db.query("SELECT id FROM images ORDER BY added DESC")]
 
 def chain_ids_from(parent_chain: str | None, diff_id: str) -> str:
     return diff_id if parent_chain is None else chain_ids([parent_chain, diff_id])[1]

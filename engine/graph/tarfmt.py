@@ -16,6 +16,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -106,6 +107,13 @@ class _Spool:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _file_opener(p: Path) -> Callable[[], BinaryIO]:
+    def opener() -> BinaryIO:
+        return open(p, "rb")
+
+    return opener
+
+
 def _load_image(g: Graph, sp: _Spool, config_rel: str, layer_rels: list[str],
                 layer_types: list[str] | None, tags: list[str]) -> Image:
     from .graph import layer_media_type_of
@@ -123,7 +131,7 @@ def _load_image(g: Graph, sp: _Spool, config_rel: str, layer_rels: list[str],
             applied = False
             if not g.has_layer(chains[i]):
                 p = sp.path(rel)
-                g.register_layer(parent, diff_id, lambda p=p: open(p, "rb"))
+                g.register_layer(parent, diff_id, _file_opener(p))
                 applied = True  # so the plain tar's bytes were hashed and matched diff_id
             if g.layer_blob(diff_id) is None:
                 p = sp.path(rel)
@@ -380,7 +388,7 @@ def import_tar(g: Graph, fileobj: BinaryIO, ref: str | None, changes: list[str] 
     parse_changes(changes, cfg)
     w = g.blobs.writer()
     try:
-        shutil.copyfileobj(fileobj, w, 1 << 20)  # type: ignore[misc]
+        shutil.copyfileobj(fileobj, w, 1 << 20)
         w.f.close()
         path = w.path
         mt = layer_media_type_of(path)

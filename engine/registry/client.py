@@ -177,7 +177,7 @@ class Registry:
         if self.auth.get("registrytoken"):
             return str(self.auth["registrytoken"])
         scopes = [s for s in scope.split(" ") if s]
-        q: list[tuple[str, str]] = []
+        q: list[tuple[str, str | int | float | bool | None]] = []
         if params.get("service"):
             q.append(("service", params["service"]))
         q += [("scope", s) for s in scopes]

@@ -413,15 +413,16 @@ def push(g: Graph, ref_s: str, *, auth: dict | None = None,
         if not reg.blob_exists(repo, img.id, scope=f"repository:{repo}:pull,push"):
             reg.upload_blob(repo, img.id, lambda: g.blobs.open(img.id), len(config))
         g.add_blob_source(img.id, ref.repository)
+        manifest_type = MT_OCI_MANIFEST if any_zstd else MT_DOCKER_MANIFEST
         manifest = {
             "schemaVersion": 2,
-            "mediaType": MT_OCI_MANIFEST if any_zstd else MT_DOCKER_MANIFEST,
+            "mediaType": manifest_type,
             "config": {"mediaType": MT_OCI_CONFIG if any_zstd else MT_DOCKER_CONFIG,
                        "size": len(config), "digest": img.id},
             "layers": descs,
         }
         raw = json.dumps(manifest, indent=3).encode()
-        digest = reg.put_manifest(repo, tag, raw, manifest["mediaType"])
+        digest = reg.put_manifest(repo, tag, raw, manifest_type)
     if not g.blobs.exists(digest):
         g.blobs.put(raw, digest)
     g.register_image(config, [], [str(ref.with_digest(digest))])
