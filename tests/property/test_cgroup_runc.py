@@ -30,6 +30,7 @@ pytestmark = pytest.mark.root
 
 VERSION = cgroups.detect()
 RUNC_EXAMPLES = enforcement_examples() * 5  # ~0.15 s per run
+INIT_NEEDS = 4 << 20  # below this a container may not get to exec (see test_runc_limits)
 
 READ = (
     "for f in memory/memory.limit_in_bytes memory.max pids/pids.max pids.max "
@@ -94,8 +95,11 @@ MEM = st.one_of(st.none(), st.sampled_from([0, -1, 100, 4095, 4096, 6 << 20]),
                 st.integers(8 << 20, 1 << 34), st.integers(-5, -2))
 PIDS = st.one_of(st.none(), st.sampled_from([0, -1, 1 << 22, model.PIDS_MAX]),
                  st.integers(8, 1000))
-QUOTA = st.one_of(st.none(), st.sampled_from([999, 1000, -1]), st.integers(1000, 400000))
-PERIOD = st.one_of(st.none(), st.sampled_from([999, 1000, 1_000_000, 1_000_001]))
+# The container's init runs Python inside the cgroup before it execs: a tiny CPU share would
+# make a start take seconds, so accepted quotas here stay >= 20% of a CPU (the bounds
+# themselves are swept by test_cgroup_limits through the Manager).
+QUOTA = st.one_of(st.none(), st.sampled_from([999, 0, -1, -2]), st.integers(20000, 400000))
+PERIOD = st.one_of(st.none(), st.sampled_from([999, 1000, 100000, 1_000_001]))
 
 
 @settings(max_examples=RUNC_EXAMPLES)
@@ -127,6 +131,14 @@ def test_runc_limits(runc, report, mem, pids, quota, period):
                       "skiff-runc refuses before creating anything, naming the field",
                       None, time.monotonic() - t0)
         return
+    if p.returncode != 0 and mem is not None and 0 < mem < INIT_NEEDS:
+        # The kernel takes the limit, but the container's init (Python until it execs) needs
+        # a few MiB (peak ~3 MiB here): it is OOM-killed at start. docker refuses < 6 MiB.
+        assert not cgroup_exists(path), "a failed start left a cgroup behind"
+        report.record("runc.limits", res, "enforced",
+                      "limit below what the init needs: OOM-killed at start, nothing left",
+                      p.stderr.strip()[-120:], time.monotonic() - t0)
+        return
     assert p.returncode == 0, (res, p.stderr)
     seen = dict(line.split("=", 1) for line in p.stdout.split() if "=" in line)
     want: dict[str, str] = {}
@@ -135,8 +147,9 @@ def test_runc_limits(runc, report, mem, pids, quota, period):
             want["memory/memory.limit_in_bytes"] = str(model.memory_readback_v1(mem))
         if pids not in (None, 0):
             want["pids/pids.max"] = model.pids_value(pids)
-        if quota not in (None,):
-            want["cpu/cpu.cfs_quota_us"] = str(model.cfs_quota_readback_v1(quota))
+        if quota is not None:  # 0 is "unset": the default -1 stays
+            want["cpu/cpu.cfs_quota_us"] = "-1" if quota == 0 else str(
+                model.cfs_quota_readback_v1(quota))
         if period is not None:
             want["cpu/cpu.cfs_period_us"] = str(period)
     else:
@@ -145,7 +158,9 @@ def test_runc_limits(runc, report, mem, pids, quota, period):
         if pids not in (None, 0):
             want["pids.max"] = model.pids_value(pids)
         if cpu:
-            want["cpu.max"] = model.cpu_max_v2(quota if quota != -1 else None, period) or ""
+            want["cpu.max"] = model.cpu_max_v2(
+                quota if quota not in (-1, 0) else None, period
+            ) or f"max {model.CFS_PERIOD_DEFAULT_US}"
     for k, v in want.items():
         assert seen.get(k) == v, (k, seen.get(k), v, res)
     assert not cgroup_exists(path), "skiff-runc run left its cgroup behind"
