@@ -48,6 +48,7 @@ while True:
 CONTAINER_PORT = 5001
 SKIFF_PORT = 18500
 PROXY_PORT = 18501
+DOCKERD_PORT = 18502
 
 
 def send(addr: tuple[str, int], nbytes: int) -> None:
@@ -90,6 +91,116 @@ def start_proxy(container_ip: str, host_port: int = PROXY_PORT) -> subprocess.Po
         proc.kill()
         raise RuntimeError("docker-proxy failed to start")
     return proc
+
+
+class Dockerd:
+    """Debian's dockerd in its own dirs, on a bridge we made, with its firewall, forwarding and
+    masquerade management off (so it changes nothing on the shared host). A busybox container
+    holds a netns whose published port dockerd serves through its docker-proxy; our receiver
+    runs in that netns (the image has no Python)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.proc: subprocess.Popen | None = None
+        self.sock = base / "docker.sock"
+
+    def docker(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "-H", f"unix://{self.sock}", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            **kw,
+        )
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ip", "link", "add", "skt5dk0", "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", "10.205.210.1/24", "dev", "skt5dk0"], check=True)
+        subprocess.run(["ip", "link", "set", "skt5dk0", "up"], check=True)
+        log = open(self.base / "dockerd.log", "w")
+        self.proc = subprocess.Popen(
+            [
+                "dockerd",
+                "--data-root",
+                str(self.base / "root"),
+                "--exec-root",
+                str(self.base / "exec"),
+                "--pidfile",
+                str(self.base / "dockerd.pid"),
+                "-H",
+                f"unix://{self.sock}",
+                "--storage-driver",
+                "vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--bridge",
+                "skt5dk0",
+                "--userland-proxy=true",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (
+                subprocess.run(
+                    ["docker", "-H", f"unix://{self.sock}", "version"], capture_output=True
+                ).returncode
+                == 0
+            ):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"dockerd did not come up; see {self.base / 'dockerd.log'}")
+
+    def run_receiver(self, save_tar: Path, port: int) -> tuple[str, subprocess.Popen]:
+        self.docker("load", "-i", str(save_tar))
+        cid = self.docker(
+            "run",
+            "-d",
+            "--name",
+            "skt5-recv",
+            "-p",
+            f"127.0.0.1:{port}:{CONTAINER_PORT}",
+            "busybox:latest",
+            "sleep",
+            "3600",
+        ).stdout.strip()
+        pid = self.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+        recv = subprocess.Popen(
+            ["nsenter", "-t", pid, "-n", sys.executable, "-c", RECEIVER, str(CONTAINER_PORT)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+        return cid, recv
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            subprocess.run(
+                ["docker", "-H", f"unix://{self.sock}", "rm", "-f", "skt5-recv"],
+                capture_output=True,
+                timeout=60,
+            )
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        subprocess.run(["ip", "link", "del", "skt5dk0"], capture_output=True)
+        # nothing of dockerd may stay mounted under its dirs
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        for line in reversed(mounts):
+            target = line.split()[1]
+            if target.startswith(str(self.base)):
+                subprocess.run(["umount", "-l", target], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def publish_bench(d, rounds: int) -> list[tuple[str, float]]:
@@ -144,6 +255,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--mib", type=int, default=256, help="MiB sent per sample")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default="")
+    ap.add_argument(
+        "--dockerd",
+        action="store_true",
+        help="also measure a real dockerd's published port (userland proxy)",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench net: needs root", file=sys.stderr)
@@ -162,7 +278,8 @@ def main(argv: list[str]) -> int:
         veth_prefix="skt5bv",
         netns_prefix="skt5b-",
     )
-    receiver = proxy = None
+    receiver = proxy = dk_recv = None
+    dk = Dockerd(Path("/var/tmp/skt5-bench-dockerd")) if args.dockerd else None
     try:
         d.start()
         path = d.create_sandbox("skt5b-recv")
@@ -188,6 +305,11 @@ def main(argv: list[str]) -> int:
         )
         assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
         proxy = start_proxy(cip)
+        if dk is not None:
+            from tests.images import busybox
+
+            dk.start()
+            _, dk_recv = dk.run_receiver(busybox.build() / "docker-save.tar", DOCKERD_PORT)
         nbytes = args.mib << 20
         cases = {
             "direct (container address)": lambda: send((cip, CONTAINER_PORT), nbytes),
@@ -195,6 +317,10 @@ def main(argv: list[str]) -> int:
             "skiff gateway:PORT (nft DNAT)": lambda: send((gw, SKIFF_PORT), nbytes),
             "docker-proxy 127.0.0.1:PORT": lambda: send(("127.0.0.1", PROXY_PORT), nbytes),
         }
+        if dk is not None:
+            cases["dockerd -p 127.0.0.1:PORT (its docker-proxy)"] = lambda: send(
+                ("127.0.0.1", DOCKERD_PORT), nbytes
+            )
         series = interleave(cases, runs=args.runs, warmup=1)
         rate = [Series(x.name, [nbytes / t / 1e9 for t in x.samples]) for x in series]
         lines = [
@@ -221,6 +347,11 @@ def main(argv: list[str]) -> int:
         if args.out:
             Path(args.out).write_text(text)
     finally:
+        if dk_recv is not None:
+            dk_recv.kill()
+            dk_recv.wait()
+        if dk is not None:
+            dk.stop()
         if proxy is not None:
             proxy.kill()
             proxy.wait()
