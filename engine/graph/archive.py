@@ -272,6 +272,7 @@ class _Applier:
         self.dir_cache: dict[tuple[str, ...], int] = {}
         self.as_root = os.geteuid() == 0
         self.owner_is_root = self.as_root and os.getegid() == 0
+        self.umask = _umask()
         self.written: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
         self.size = 0
@@ -334,24 +335,31 @@ class _Applier:
             os.unlink(name, dir_fd=pfd)
         return True
 
-    def _meta(self, fd_or_name: int | str, m: tarfile.TarInfo, pfd: int | None = None,
-              fresh: bool = True) -> None:
-        link = isinstance(fd_or_name, str)
-        kw: dict = {"dir_fd": pfd, "follow_symlinks": False} if link else {}
+    def _meta(self, target: int | str, m: tarfile.TarInfo, pfd: int | None = None,
+              fresh: bool = True, symlink: bool = False) -> None:
+        """Owner, mode and xattrs of an fd, or of a name in `pfd` (never followed if a link)."""
+        if isinstance(target, str):
+            if self.as_root and (m.uid or m.gid or not self.owner_is_root or not fresh):
+                os.chown(target, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            if not symlink:  # a fifo or device node just made here: chmod through its name
+                os.chmod(target, m.mode & 0o7777, dir_fd=pfd)
+            return
         if self.as_root and (m.uid or m.gid or not self.owner_is_root or not fresh):
-            os.chown(fd_or_name, m.uid, m.gid, **kw)  # new files are root's already
-        if not link:
-            os.chmod(fd_or_name, m.mode & 0o7777)
-            for k, v in m.pax_headers.items():
-                if k.startswith("SCHILY.xattr."):
-                    key = k[len("SCHILY.xattr."):]
-                    if key.startswith("trusted.overlay."):
-                        continue  # a layer must not forge overlayfs metadata
-                    raw = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
-                    try:
-                        os.setxattr(fd_or_name, key, raw)
-                    except OSError:
-                        pass  # xattrs where possible (tmpfs/user namespaces refuse some)
+            os.chown(target, m.uid, m.gid)  # new files are root's already
+        os.chmod(target, m.mode & 0o7777)
+        self._xattrs(target, m)
+
+    def _xattrs(self, fd: int, m: tarfile.TarInfo) -> None:
+        for k, v in m.pax_headers.items():
+            if k.startswith("SCHILY.xattr."):
+                key = k[len("SCHILY.xattr."):]
+                if key.startswith("trusted.overlay."):
+                    continue  # a layer must not forge overlayfs metadata
+                raw = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v
+                try:
+                    os.setxattr(fd, key, raw)
+                except OSError:
+                    pass  # xattrs where possible (tmpfs/user namespaces refuse some)
 
     def _utime(self, target: int | str, mtime: float, pfd: int | None = None) -> None:
         ns = int(mtime * 1_000_000_000)
@@ -383,12 +391,12 @@ class _Applier:
         self.written.add(parts)
         if m.isdir():
             try:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
                 st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
                     self._remove(pfd, base, pparts)
                     os.mkdir(base, 0o700, dir_fd=pfd)
-            except FileNotFoundError:
-                os.mkdir(base, 0o700, dir_fd=pfd)
             fd = self.open_dir(parts, m.name)
             self._meta(fd, m, fresh=False)
             self.dir_times.append((parts, int(m.mtime * 1_000_000_000)))
@@ -397,9 +405,12 @@ class _Applier:
             self.hardlink(pfd, base, m, pparts)
             return
         if m.issym():
-            self._remove(pfd, base, pparts)
-            os.symlink(m.linkname, base, dir_fd=pfd)
-            self._meta(base, m, pfd)
+            try:
+                os.symlink(m.linkname, base, dir_fd=pfd)
+            except FileExistsError:
+                self._remove(pfd, base, pparts)
+                os.symlink(m.linkname, base, dir_fd=pfd)
+            self._meta(base, m, pfd, symlink=True)
             self._utime(base, m.mtime, pfd)
             return
         if m.ischr() or m.isblk():
@@ -421,9 +432,15 @@ class _Applier:
             return
         if not m.isreg():
             raise LayerError(f"layer entry {m.name!r}: unsupported tar entry type {m.type!r}")
-        self._remove(pfd, base, pparts)
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+        # Regular file: created first try (a replaced entry is removed on EEXIST), with its
+        # permission bits when the umask keeps them, so most files cost open, write, utime
+        # and close.
+        perm = m.mode & 0o777
+        try:
+            fd = os.open(base, _FILE_FLAGS, perm, dir_fd=pfd)
+        except FileExistsError:
+            self._remove(pfd, base, pparts)
+            fd = os.open(base, _FILE_FLAGS, perm, dir_fd=pfd)
         try:
             src = tar.extractfile(m)
             if src is not None and m.size:
@@ -432,10 +449,15 @@ class _Applier:
                     chunk = src.read(min(CHUNK, remaining))
                     if not chunk:
                         raise LayerError(f"layer entry {m.name!r}: truncated tar")
-                    os.write(fd, chunk) if len(chunk) < 65536 else _write_all(fd, chunk)
+                    _write_all(fd, chunk)
                     remaining -= len(chunk)
             self.size += m.size
-            self._meta(fd, m)
+            if self.as_root and (m.uid or m.gid or not self.owner_is_root):
+                os.chown(fd, m.uid, m.gid)
+            if (m.mode & 0o7777) != (perm & ~self.umask):
+                os.chmod(fd, m.mode & 0o7777)  # after chown, which clears set-id bits
+            if m.pax_headers:
+                self._xattrs(fd, m)
             self._utime(fd, m.mtime)
         finally:
             os.close(fd)
@@ -481,6 +503,21 @@ class _Applier:
         self._remove(pfd, target, pparts)
         if self.overlay:
             os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+
+
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: always chmod
 
 
 def _write_all(fd: int, data: bytes) -> None:

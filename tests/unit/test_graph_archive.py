@@ -227,3 +227,26 @@ def test_tar_changes_roundtrip(tmp_path):
     shutil.copytree(parent, again, symlinks=True)
     apply_layer(io.BytesIO(out.getvalue()), again)
     assert sorted(os.listdir(again)) == ["keep", "new"]
+
+
+def test_modes_survive_the_umask(box):
+    layer, _, _ = box
+    old = os.umask(0o077)
+    try:
+        apply_layer(io.BytesIO(mk([("f", "shared", "x", 0o666), ("f", "exe", "x", 0o775),
+                                   ("d", "pub", 0o777), ("p", "fifo")])), layer)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.lstat(layer / "shared").st_mode) == 0o666
+    assert stat.S_IMODE(os.lstat(layer / "exe").st_mode) == 0o775
+    assert stat.S_IMODE(os.lstat(layer / "pub").st_mode) == 0o777
+    assert stat.S_IMODE(os.lstat(layer / "fifo").st_mode) == 0o644
+
+
+def test_existing_entries_are_replaced(box):
+    layer, _, _ = box
+    apply_layer(io.BytesIO(mk([("f", "a", "old"), ("l", "b", "x"), ("d", "c")])), layer)
+    apply_layer(io.BytesIO(mk([("f", "a", "new"), ("l", "b", "y"), ("f", "c", "file")])), layer)
+    assert (layer / "a").read_text() == "new"
+    assert os.readlink(layer / "b") == "y"
+    assert (layer / "c").read_text() == "file"
