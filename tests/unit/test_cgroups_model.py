@@ -89,7 +89,9 @@ def test_parse_cpu_list(text, ids):
     assert model.parse_cpu_list(text) == ids
 
 
-@pytest.mark.parametrize("text", ["a", "1-", "-1", "3-1", "0,,1", "0-1:1/2", "+1", "1 2", "٣"])
+@pytest.mark.parametrize(
+    "text", ["a", "1-", "-1", "3-1", "0,,1", "0-1:1/2", "+1", "1 2", "٣", " ", " 0", "0\n"]
+)
 def test_parse_cpu_list_rejects(text):
     with pytest.raises(ValueError):
         model.parse_cpu_list(text)

@@ -170,11 +170,11 @@ def pids_value(limit: int) -> str:
 def parse_cpu_list(text: str) -> set[int]:
     """Parse a cpuset list ("0-2,4"); ValueError on anything the strict grammar refuses.
 
-    The grammar is docker's (ParseUintList): comma-separated N or N-M with N <= M, decimal.
-    The kernel's bitmap_parselist also takes stride groups ("0-7:2/4"); Skiff does not.
+    The grammar is docker's (ParseUintList): comma-separated N or N-M with N <= M, decimal,
+    no whitespace. The kernel's bitmap_parselist also takes stride groups ("0-7:2/4"), spaces
+    and stray commas, and " " (which empties the set); Skiff does not.
     """
     result: set[int] = set()
-    text = text.strip()
     if text == "":
         return result
     for item in text.split(","):
