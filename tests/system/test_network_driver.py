@@ -425,7 +425,7 @@ def test_disconnect_removes_everything(driver, outside, procs):
     assert not Path(p).exists()
 
 
-def test_crash_and_rebuild(driver, outside, procs):
+def test_crash_and_rebuild(driver, outside, procs, request):
     d = driver()
     p = d.create_sandbox("x1")
     s = d.connect("x1", p, port_bindings={"80/tcp": [{"HostPort": "18080"}]})
@@ -440,13 +440,18 @@ def test_crash_and_rebuild(driver, outside, procs):
         ["ip", "link", "add", "skt5vjunk", "type", "veth", "peer", "name", "skt5vjunk2"], check=True
     )
     subprocess.run(["ip", "link", "set", "skt5vjunk", "master", "skt5br0"], check=True)
+    # a netns with our prefix that this state dir never recorded belongs to someone else
     subprocess.run(["ip", "netns", "add", "skt5-cjunk"], check=True)
+    request.addfinalizer(
+        lambda: subprocess.run(["ip", "netns", "del", "skt5-cjunk"], capture_output=True)
+    )
     d2 = driver()  # a new driver on the same state dir: start() reconciles and rebuilds
     assert dnat_rules("skt5t") == [("tcp", 18080, s["IPAddress"], 80)]
     assert query("tcp", "127.0.0.1", 18080) == "x1"
     assert query("tcp", OUTSIDE_HOST_IP, 18080, ns=OUTSIDE_NS) == "x1"
     left = leftovers()
-    assert not [x for x in left if "junk" in x], left
+    subprocess.run(["ip", "netns", "del", "skt5-cjunk"], check=True)  # before the fixture checks
+    assert [x for x in left if "junk" in x] == ["netns skt5-cjunk"], left
     # the reservation survived: a second container cannot take the port
     p2 = d2.create_sandbox("x2")
     with pytest.raises(Conflict):

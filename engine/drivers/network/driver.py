@@ -504,17 +504,14 @@ class NetworkDriver:
             )
 
     def _reconcile(self) -> None:
-        # sandboxes whose netns vanished are forgotten; unrecorded ones of ours are removed
-        recorded = {r["netns"] for r in self._rows("SELECT netns FROM sandboxes")}
+        # sandboxes whose netns vanished are forgotten. A sandbox is recorded before its netns
+        # is made, so there is no netns of ours without a row; netns that merely share the
+        # prefix belong to another driver instance (another state dir) and are left alone.
         for r in self._rows("SELECT * FROM sandboxes"):
             if not Path(r["path"]).exists():
                 self.conn.execute(
                     "DELETE FROM sandboxes WHERE container_id=?", (r["container_id"],)
                 )
-        if NETNS_DIR.is_dir():
-            for entry in NETNS_DIR.iterdir():
-                if entry.name.startswith(self.netns_prefix) and entry.name not in recorded:
-                    self._remove_netns(entry.name)
         # endpoints: drop those whose sandbox is gone, re-plumb those whose veth is gone
         for ep in self._rows("SELECT * FROM endpoints"):
             if not Path(ep["netns_path"]).exists():
