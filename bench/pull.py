@@ -120,16 +120,28 @@ def main(argv: list[str]) -> int:
             subprocess.run(["sync"], check=False)
 
         py = sys.executable
+        targets["skiff-api"] = work / "skiff-api"
+
+        def skiff_api() -> None:
+            from engine.graph import Graph
+
+            g = Graph(targets["skiff-api"], "overlay")
+            g.pull(ref)
+            g.close()
+
         cases = {
             "skiff": lambda: subprocess.run([py, "-c", SKIFF_PULL, str(targets["skiff"]), ref],
                                             check=True, cwd=REPO),
+            "skiff-api": skiff_api,
             "dockerd": lambda: dockerd.docker("pull", "-q", ref),
             "skopeo": lambda: subprocess.run(
                 ["skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
                  f"docker://{ref}", f"oci:{targets['skopeo']}:latest"],
                 check=True, stdout=subprocess.DEVNULL),
         }
+        load0 = os.getloadavg()
         series = interleave(cases, args.runs, args.warmup, setup)
+        load1 = os.getloadavg()
         size = sum(p.stat().st_size for p in (img_dir / "oci" / "blobs" / "sha256").iterdir())
         md = table(series, baseline="dockerd", unit="ms")
         header = (
@@ -140,9 +152,13 @@ def main(argv: list[str]) -> int:
             "(docker schema2, gzip).\n"
             f"{args.runs} interleaved rounds after {args.warmup} warm-up round(s), cold store "
             "for every run. skiff = a new Python process doing Graph(root, 'overlay').pull() "
-            "(interpreter start and imports included); dockerd = `docker pull` against Debian's "
+            "(interpreter start and imports included); skiff-api = the same call in the "
+            "benchmark's process (what the daemon pays); dockerd = `docker pull` against Debian's "
             "dockerd 20.10 (overlay2, max 3 concurrent downloads) after `docker rmi`; skopeo = "
-            "`skopeo copy` to an OCI layout (download and verify only, no extraction).\n\n"
+            "`skopeo copy` to an OCI layout (download and verify only, no extraction).\n"
+            f"Machine: {os.cpu_count()} CPUs, shared with other work; load average "
+            f"{load0[0]:.1f} before, {load1[0]:.1f} after. Compare the ratios, not the "
+            "absolute times.\n\n"
         )
         text = header + md + "\n"
         print(text)
