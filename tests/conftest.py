@@ -1,4 +1,14 @@
-"""Shared pytest wiring: the target machine (`--target local|vagrant`) and the test images."""
+"""Shared pytest wiring: the target machine (`--target local|vagrant`) and the test images.
+
+`--target local` (default): this machine, as root; what CI and these dev machines use, and what
+the suites use INSIDE the VM (`tox -e system` runs `pytest tests/system --target local` there,
+so the engine and the kernel under test are the VM's).
+
+`--target vagrant`: the tests run on the host and make their kernel-side assertions on the VM
+through the `host` fixture (testinfra over SSH). The VM is the one `tox -e system --keep` left
+running (SKIFF_SSH_CONFIG / SKIFF_VM_MACHINE set by the harness, or found through
+python-vagrant in vm/ with the harness's state directory).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +28,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=["local", "vagrant"],
         help="where system/property suites run their kernel-side checks (default: local)",
     )
+    group.addoption(
+        "--vm-machine",
+        default=os.environ.get("SKIFF_VM_MACHINE", "v2"),
+        help="with --target vagrant: which machine of vm/Vagrantfile (v2 or v1)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +40,37 @@ def target(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--target"))
 
 
+def _vagrant_ssh_config(machine: str, tmp: Path) -> Path:
+    """ssh-config of a running harness VM, through python-vagrant (no VM is booted here)."""
+    import vagrant  # python-vagrant, from the [harness] extra
+
+    from vm.harness import MACHINES, RUN_ROOT, vagrant_env
+
+    env = dict(os.environ, **vagrant_env(None, os.environ.get("SKIFF_VM_ACCEL", "tcg"), 2, 2048))
+    v = vagrant.Vagrant(root=str(REPO / "vm"), env=env, quiet_stdout=True, quiet_stderr=True)
+    if machine not in MACHINES or v.status(vm_name=machine)[0].state != "running":
+        pytest.skip(f"no running VM {machine!r}: start one with `tox -e system -- --keep`")
+    path = tmp / f"{machine}.ssh-config"
+    path.write_text(v.ssh_config(vm_name=machine))
+    del RUN_ROOT
+    return path
+
+
 @pytest.fixture(scope="session")
-def host(target: str):
-    """A testinfra host for kernel-side assertions on the target."""
+def host(request: pytest.FixtureRequest, target: str, tmp_path_factory: pytest.TempPathFactory):
+    """A testinfra host for kernel-side assertions on the target (local:// or ssh://<vm>)."""
     import testinfra
 
     if target == "local":
         return testinfra.get_host("local://")
+    machine = str(request.config.getoption("--vm-machine"))
     ssh_config = os.environ.get("SKIFF_SSH_CONFIG")
     if not ssh_config:
-        pytest.skip("--target vagrant needs SKIFF_SSH_CONFIG (set by `tox -e system`)")
-    return testinfra.get_host("ssh://default", ssh_config=ssh_config, sudo=True)
+        try:
+            ssh_config = str(_vagrant_ssh_config(machine, tmp_path_factory.mktemp("vm")))
+        except ImportError:
+            pytest.skip("--target vagrant needs python-vagrant (pip install '.[harness]')")
+    return testinfra.get_host(f"ssh://{machine}", ssh_config=ssh_config, sudo=True)
 
 
 @pytest.fixture(scope="session")

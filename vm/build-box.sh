@@ -43,6 +43,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM; trap 'exit 130' INT; trap 'exit 129' HUP   # so that cleanup runs
+
+# a build killed hard (SIGKILL, power loss) may have left mounts and a loop device behind
+for old in "$OUT"/.work.*; do
+  [ "$old" != "$WORK" ] && [ -d "$old" ] || continue
+  mount | awk -v w="$old/" 'index($3, w) == 1 {print $3}' | sort -r | xargs -r -n1 umount -l
+  losetup -j "$old/disk.raw" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d
+  rm -rf "$old"
+done
 step() { printf '[build-box %s] %s\n' "$(date +%T)" "$*"; }
 
 step "disk: ${SIZE_GB} GiB sparse raw, one ext4 partition (UUID $UUID)"
@@ -57,7 +66,7 @@ mount "${LOOP}p1" "$MNT"
 
 step "debootstrap $SUITE (minbase) from $MIRROR"
 base=systemd-sysv,udev,dbus,kmod,initramfs-tools,openssh-server,sudo,python3,ifupdown
-base=$base,isc-dhcp-client,iproute2,netbase,procps,e2fsprogs,ca-certificates,locales-all
+base=$base,isc-dhcp-client,iproute2,netbase,procps,e2fsprogs,ca-certificates
 debootstrap --variant=minbase --cache-dir="$DEBCACHE" --include="$base" \
   "$SUITE" "$MNT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
   || { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
@@ -66,7 +75,7 @@ for m in dev dev/pts proc sys run; do mount --bind "/$m" "$MNT/$m"; done
 in_root() { chroot "$MNT" "$@"; }
 
 step "kernel, grub and the provision packages ($(grep -cv '^\s*\(#\|$\)' "$PKGFILE") from $PKGFILE)"
-mapfile -t extra < <(sed -e 's/#.*//' -e '/^\s*$/d' "$PKGFILE")
+mapfile -t extra < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$PKGFILE")
 cat >"$MNT/etc/apt/sources.list" <<EOF
 deb $MIRROR $SUITE main
 EOF

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import box as boxmod
-from . import hostutil
+from . import hostutil, wheels
 from . import libvirt as lv
 
 HERE = Path(__file__).resolve().parent
@@ -70,6 +70,7 @@ class Run:
     results: Path
     steps: list[Step] = field(default_factory=list)
     daemons_started: list[int] = field(default_factory=list)
+    kvm_restore: tuple[int, int] | None = None
     children: set[subprocess.Popen] = field(default_factory=set)
 
     @contextlib.contextmanager
@@ -183,6 +184,7 @@ class Harness:
         self.run = Run(run_id, Path(args.results).resolve() / run_id)
         self.run.results.mkdir(parents=True, exist_ok=True)
         self.box: boxmod.Box | None = None
+        self.wheels: Path | None = None
         cpuinfo = Path("/proc/cpuinfo").read_text()
         self.accel = hostutil.choose_accel(
             cpuinfo, os.environ.get("SKIFF_VM_ACCEL"), os.access("/dev/kvm", os.R_OK | os.W_OK)
@@ -192,7 +194,10 @@ class Harness:
 
     # -- helpers -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        return vagrant_env(self.box, self.accel, self.a.cpus, self.a.memory)
+        env = vagrant_env(self.box, self.accel, self.a.cpus, self.a.memory)
+        if self.wheels:
+            env["SKIFF_VM_WHEELS"] = str(self.wheels)
+        return env
 
     def vagrant(self, *args: str, log: Path | None = None, check: bool = True, echo: bool = False):
         return self.run.sh(["vagrant", *args], env=self.env(), log=log, check=check, echo=echo)
@@ -220,7 +225,8 @@ class Harness:
         bindir = Path(sys.executable).parent
         playbook = bindir / "ansible-playbook"
         cmd = [str(playbook) if playbook.exists() else "ansible-playbook", "-i", str(inv),
-               str(REPO / "provision" / "site.yml")]
+               str(REPO / "provision" / "site.yml"),
+               "-e", "skiff_pip_args='--no-index --find-links /srv/wheels'"]
         env = {"ANSIBLE_CONFIG": str(REPO / "provision" / "ansible.cfg"),
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCAL_TEMP": str(RUN_ROOT / "ansible-tmp"),
@@ -238,6 +244,7 @@ class Harness:
             if not self.a.no_bootstrap:
                 self.run.sh(["bash", str(REPO / "scripts" / "bootstrap-vm")],
                             log=self.run.results / "host.log")
+            self.run.kvm_restore = lv.fix_kvm_access(log=say)
             self.run.daemons_started = lv.ensure_daemons(log=say)
             lv.ensure_pool(POOL, POOL_PATH)
             (RUN_ROOT / "state").mkdir(parents=True, exist_ok=True)
@@ -263,7 +270,11 @@ class Harness:
         with self.run.step("host", "box (build or reuse)") as s:
             self.box, built = boxmod.ensure(log=say)
             s.detail = f"{self.box.name} {'built' if built else 'cached'}"
-            (RUN_ROOT / "state" / "box-env.json").write_text(json.dumps(self.box.env()))
+        with self.run.step("host", "wheelhouse (build or reuse)") as s:
+            self.wheels, built = wheels.ensure(REPO, log=say)
+            s.detail = f"{self.wheels.name} {'built' if built else 'cached'}"
+        saved = dict(self.box.env(), SKIFF_VM_WHEELS=str(self.wheels))
+        (RUN_ROOT / "state" / "box-env.json").write_text(json.dumps(saved))
 
     def up(self, k: str) -> None:
         with self.run.step(k, "up (boot to SSH, rsync)") as s:
@@ -414,6 +425,7 @@ class Harness:
             if self.run.daemons_started:
                 with self.run.step("host", "stop libvirtd/virtlogd started by this run"):
                     lv.stop_daemons(self.run.daemons_started, log=say)
+            lv.restore_kvm_access(self.run.kvm_restore)
 
     def summary(self) -> str:
         rows = [(s.kernel, s.name, s.status, f"{s.seconds:.1f}", s.detail) for s in self.run.steps]

@@ -6,6 +6,7 @@ box volumes `skiff-debian12-*` in that pool), so a sweep never touches anybody e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,40 @@ def _alive(pidfile: Path) -> int | None:
         return pid
     except (OSError, ValueError):
         return None
+
+
+KVM_DEV = Path("/dev/kvm")
+
+
+def fix_kvm_access(log=print) -> tuple[int, int] | None:
+    """Let libvirt's qemu user open /dev/kvm (group kvm, 0660: Debian's udev default).
+
+    Without udev, /dev/kvm is root-only. libvirtd probes qemu's capabilities as root (KVM
+    found) and then checks KVM as the qemu user (not found), so it throws its capability cache
+    away and probes again on every call: 4-9 s per virsh/vagrant call, ~90 s per `vagrant up`.
+    Returns the old (mode, gid) for restore_kvm_access, or None when nothing changed.
+    """
+    import grp
+
+    try:
+        st = KVM_DEV.stat()
+        gid = grp.getgrnam("kvm").gr_gid
+    except (OSError, KeyError):
+        return None
+    mode = st.st_mode & 0o777
+    if st.st_gid == gid and mode & 0o060 == 0o060:
+        return None
+    os.chown(KVM_DEV, -1, gid)
+    os.chmod(KVM_DEV, mode | 0o060)
+    log(f"/dev/kvm: group kvm, mode {mode | 0o060:o} (was gid {st.st_gid}, mode {mode:o})")
+    return mode, st.st_gid
+
+
+def restore_kvm_access(old: tuple[int, int] | None) -> None:
+    if old:
+        with contextlib.suppress(OSError):
+            os.chown(KVM_DEV, -1, old[1])
+            os.chmod(KVM_DEV, old[0])
 
 
 def ensure_daemons(log=print) -> list[int]:
