@@ -105,3 +105,17 @@ def test_missing_controllers_are_config_errors(root):
     with pytest.raises(ConfigError, match="memory controller"):
         m.create()
     assert not m.exists()
+
+
+def test_hugepage_limits_round_down_to_huge_pages(root):
+    if "hugetlb" not in (root / "cgroup.controllers").read_text().split():
+        pytest.skip("no hugetlb controller on this cgroup2")
+    r = Resources.from_oci({"hugepageLimits": [{"pageSize": "2MB", "limit": (5 << 20) + 1}]})
+    with scratch("hugelim", r, version="v2", root=root) as m:
+        # page_counter_memparse, then rounded down to whole huge pages (2 MiB).
+        assert (m.dir / "hugetlb.2MB.max").read_text().strip() == str(4 << 20)
+    bad = Resources.from_oci({"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]})
+    m = cgroups.new_manager("/skt2/hugebad", bad, version="v2", root=root)
+    with pytest.raises(ConfigError, match="huge pages of that size"):
+        m.create()
+    assert not m.exists()

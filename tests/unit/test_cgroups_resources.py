@@ -171,3 +171,18 @@ def test_disable_oom_killer():
     assert Resources.from_oci({"memory": {"disableOOMKiller": True}}).memory_disable_oom_killer
     assert Resources.from_oci({"memory": {"disableOOMKiller": False}}).is_empty()
     bad({"memory": {"disableOOMKiller": 1}}, "linux.resources.memory.disableOOMKiller")
+
+
+def test_hugepages_and_unsupported():
+    r = Resources.from_oci({"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]})
+    assert r.hugepage_limits == (("2MB", 4 << 20),)
+    bad({"hugepageLimits": [{"pageSize": "2M", "limit": 1}]},
+        "linux.resources.hugepageLimits[0].pageSize")
+    bad({"hugepageLimits": [{"pageSize": "2MB", "limit": -1}]},
+        "linux.resources.hugepageLimits[0].limit")
+    bad({"network": {"classID": 5}}, "linux.resources.network")
+    bad({"rdma": {"mlx5_0": {"hcaHandles": 3}}}, "linux.resources.rdma")
+    bad({"blockIO": {"weight": 100, "throttleReadBpsDevice": [{"major": 8, "minor": 0,
+                                                                "rate": 1}]}},
+        "linux.resources.blockIO.throttleReadBpsDevice")
+    assert Resources.from_oci({"blockIO": {"weight": 100, "leafWeight": 0}}).blkio_weight == 100

@@ -77,6 +77,7 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None  # >0, or -1 unlimited
     blkio_weight: int | None = None  # 10..1000
+    hugepage_limits: tuple[tuple[str, int], ...] = ()  # (page size "2MB", bytes)
     devices: tuple[DeviceRule, ...] = ()  # OCI rules (the defaults are appended on apply)
     unified: dict[str, str] = field(default_factory=dict)  # v2 raw files
 
@@ -204,6 +205,19 @@ class Resources:
 
         devices = tuple(_device(i, r) for i, r in enumerate(_list(d, "devices")))
         unified = _unified(d.get("unified"))
+        hugepages = tuple(_hugepage(i, h) for i, h in enumerate(_list(d, "hugepageLimits")))
+        for unsupported in ("network", "rdma"):
+            if d.get(unsupported):
+                raise ConfigError(
+                    f"{_F}.{unsupported}", d[unsupported], "not supported by Skiff's cgroups"
+                )
+        if blkio and set(blkio) - {"weight"} and any(
+            blkio.get(k) for k in blkio if k != "weight"
+        ):
+            extra = sorted(k for k in blkio if k != "weight" and blkio.get(k))
+            raise ConfigError(
+                f"{_F}.blockIO.{extra[0]}", blkio[extra[0]], "only blockIO.weight is supported"
+            )
         return cls(
             memory_limit=limit,
             memory_reservation=reservation,
@@ -218,6 +232,7 @@ class Resources:
             cpuset_mems=mems,
             pids_limit=plimit,
             blkio_weight=weight,
+            hugepage_limits=hugepages,
             devices=devices,
             unified=unified,
         )
@@ -315,6 +330,22 @@ def _device(i: int, r: Any) -> DeviceRule:
     if typ == "a":
         nums = [None, None]
     return DeviceRule(allow, typ, nums[0], nums[1], access)
+
+
+_PAGE_SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]B$")
+
+
+def _hugepage(i: int, h: Any) -> tuple[str, int]:
+    name = f"{_F}.hugepageLimits[{i}]"
+    if not isinstance(h, dict):
+        raise ConfigError(name, h, "must be an object with pageSize and limit")
+    size = h.get("pageSize")
+    if not isinstance(size, str) or not _PAGE_SIZE_RE.match(size):
+        raise ConfigError(f"{name}.pageSize", size, "must be a size such as '2MB' or '1GB'")
+    limit = h.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= model.INT64_MAX:
+        raise ConfigError(f"{name}.limit", limit, "must be a byte count >= 0")
+    return size, limit
 
 
 def _unified(u: Any) -> dict[str, str]:

@@ -12,7 +12,8 @@ from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
 
 # The controllers a container joins, in the order runc joins them (cpuset first: its files
 # must be filled before any task can enter).
-CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer")
+CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer",
+               "hugetlb")
 
 
 def v1_mounts(root: Path | None = None) -> dict[str, Path]:
@@ -97,6 +98,7 @@ class V1Manager(Manager):
             "pids": r.pids_limit is not None,
             "blkio": r.blkio_weight is not None,
             "devices": bool(r.devices),
+            "hugetlb": bool(r.hugepage_limits),
         }
         for ctrl, needed in needs.items():
             if needed and ctrl not in self.paths:
@@ -217,6 +219,14 @@ class V1Manager(Manager):
             name = self._blkio_weight_file()
             assert name, "validate() checked it with the cgroup present"
             self._write("blkio", name, str(r.blkio_weight))
+        for i, (size, limit) in enumerate(r.hugepage_limits):
+            name = f"hugetlb.{size}.limit_in_bytes"
+            if not self._file("hugetlb", name).exists():
+                raise ConfigError(
+                    f"linux.resources.hugepageLimits[{i}].pageSize", size,
+                    "this kernel has no huge pages of that size",
+                )
+            self._write("hugetlb", name, str(limit))
         if r.devices:
             self._set_devices(r.devices + DEFAULT_ALLOWED_DEVICES)
 

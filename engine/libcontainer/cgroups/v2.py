@@ -72,6 +72,7 @@ class V2Manager(Manager):
             "cpuset": r.cpuset_cpus is not None or r.cpuset_mems is not None,
             "pids": r.pids_limit is not None,
             "io": r.blkio_weight is not None,
+            "hugetlb": bool(r.hugepage_limits),
         }
         for ctrl, needed in needs.items():
             if needed and ctrl not in avail:
@@ -183,6 +184,14 @@ class V2Manager(Manager):
                     "linux.resources.blockIO.weight", r.blkio_weight,
                     "this kernel has no io weight (no io.weight or io.bfq.weight)",
                 )
+        for i, (size, limit) in enumerate(r.hugepage_limits):
+            f = self._f(f"hugetlb.{size}.max")
+            if not f.exists():
+                raise ConfigError(
+                    f"linux.resources.hugepageLimits[{i}].pageSize", size,
+                    "this kernel has no huge pages of that size",
+                )
+            self._write(f.name, str(limit))
         for key, value in r.unified.items():
             if not self._f(key).exists():
                 raise ConfigError(
