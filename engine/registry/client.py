@@ -34,6 +34,7 @@ MANIFEST_ACCEPT = [MT_DOCKER_MANIFEST, MT_DOCKER_LIST, MT_OCI_INDEX, MT_DOCKER_S
 INDEX_TYPES = (MT_DOCKER_LIST, MT_OCI_INDEX)
 IMAGE_MANIFEST_TYPES = (MT_DOCKER_MANIFEST, MT_OCI_MANIFEST)
 CHUNK = 1 << 20
+MAX_MANIFEST = 4 << 20  # as containerd: a manifest is small; a huge one is an attack
 
 
 class RegistryError(SkiffError):
@@ -83,14 +84,14 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _err_text(resp: httpx.Response) -> str:
+def _err_text(resp: httpx.Response, body: bytes | None = None) -> str:
     try:
-        doc = resp.json()
+        doc = json.loads(body) if body is not None else resp.json()
         errs = doc.get("errors") or []
         if errs:
             return "; ".join(f"{e.get('code', '').lower().replace('_', ' ')}: "
                              f"{e.get('message', '')}".strip(": ") for e in errs)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
         pass
     return f"HTTP {resp.status_code}"
 
@@ -292,15 +293,26 @@ class Registry:
         """(bytes, media type, digest) of a manifest by tag or digest, digest-verified."""
         resp = self.request(
             "GET", self.url(f"/v2/{repo}/manifests/{ref}"), scope=self.pull_scope(repo),
-            headers={"Accept": ", ".join(MANIFEST_ACCEPT)},
+            headers={"Accept": ", ".join(MANIFEST_ACCEPT)}, stream=True,
         )
+        try:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_MANIFEST:
+                    raise RegistryError(f"manifest {repo}:{ref} from {self.host} is larger than "
+                                        f"{MAX_MANIFEST} bytes")
+        except httpx.TransportError as e:
+            raise Unavailable(f"fetching manifest {repo}:{ref} from {self.host}: {e}") from None
+        finally:
+            resp.close()
+        raw = bytes(body)
         if resp.status_code == 404:
             what = f"{self.host}/{repo}{'@' if ref.startswith('sha256:') else ':'}{ref}"
-            raise NotFound(f"manifest for {what} not found: {_err_text(resp)}")
+            raise NotFound(f"manifest for {what} not found: {_err_text(resp, raw)}")
         if resp.status_code != 200:
             raise RegistryError(f"fetching manifest {repo}:{ref} from {self.host}: "
-                                f"{_err_text(resp)}")
-        raw = resp.content
+                                f"{_err_text(resp, raw)}")
         actual = "sha256:" + hashlib.sha256(raw).hexdigest()
         expected = ref if ref.startswith("sha256:") else resp.headers.get("docker-content-digest")
         if expected and expected.startswith("sha256:") and expected != actual:

@@ -396,3 +396,15 @@ def test_not_a_registry():
     with Registry(HOST, transport=httpx.MockTransport(handler)) as r:
         with pytest.raises(Exception, match="not a v2 registry"):
             r.ping()
+
+
+def test_oversized_manifest_refused():
+    def handler(request):
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(200, content=b"{" + b" " * (5 << 20) + b"}",
+                              headers={"Content-Type": "application/json"})
+
+    with Registry(HOST, transport=httpx.MockTransport(handler)) as r:
+        with pytest.raises(Exception, match="larger than"):
+            r.get_manifest("lib/a", "1")
