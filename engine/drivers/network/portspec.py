@@ -9,6 +9,7 @@ literals); whether a host IP is local or a port is free is the driver's business
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from engine.errors import InvalidParameter
@@ -26,7 +27,7 @@ class PortRange:
     def __len__(self) -> int:
         return self.end - self.start + 1
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[int]:
         return iter(range(self.start, self.end + 1))
 
     def __str__(self) -> str:
