@@ -14,73 +14,161 @@ import sys
 DEFAULT_ROOT = "/run/skiff-runc"
 
 
-def _parser():
-    import argparse
+class UsageError(ValueError):
+    pass
 
-    p = argparse.ArgumentParser(prog="skiff-runc", description="OCI runtime over libcontainer")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory")
-    p.add_argument("--log", default="", help="log file for errors")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true", help="accepted, not supported")
-    p.add_argument("--criu", default="", help="accepted, ignored")
-    p.add_argument("--rootless", default="auto", help="accepted, ignored")
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="cmd")
 
-    def cmd(name: str, help: str, id: bool = True):
-        sp = sub.add_parser(name, help=help)
-        if id:
-            sp.add_argument("id")
-        return sp
+# flag -> (dest, kind); kind: bool | str | int | list | intlist
+_GLOBAL: dict[str, tuple[str, str]] = {
+    "--root": ("root", "str"), "--log": ("log", "str"), "--log-format": ("log_format", "str"),
+    "--debug": ("debug", "bool"), "--systemd-cgroup": ("systemd_cgroup", "bool"),
+    "--criu": ("criu", "str"), "--rootless": ("rootless", "str"),
+    "-v": ("version", "bool"), "--version": ("version", "bool"),
+    "-h": ("help", "bool"), "--help": ("help", "bool"),
+}
+_CREATE = {"-b": ("bundle", "str"), "--bundle": ("bundle", "str"),
+           "--console-socket": ("console_socket", "str"), "--pid-file": ("pid_file", "str"),
+           "--no-pivot": ("no_pivot", "bool"), "--no-new-keyring": ("no_new_keyring", "bool"),
+           "--preserve-fds": ("preserve_fds", "int")}
+_FORMAT = {"-f": ("format", "str"), "--format": ("format", "str")}
+# command -> (help, flags, positionals; "*name" takes the rest verbatim, "?name" is optional)
+COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]], list[str]]] = {
+    "spec": ("write a default config.json", {"-b": ("bundle", "str"),
+             "--bundle": ("bundle", "str"), "--rootless": ("rootless", "bool")}, []),
+    "create": ("create a container (its process waits for start)", _CREATE, ["id"]),
+    "run": ("create, start and wait for a container", {
+        **_CREATE, "-d": ("detach", "bool"), "--detach": ("detach", "bool"),
+        "--keep": ("keep", "bool")}, ["id"]),
+    "start": ("start a created container", {}, ["id"]),
+    "state": ("print the container's state JSON", {}, ["id"]),
+    "kill": ("signal the container's init (-a: every process)", {
+        "-a": ("all", "bool"), "--all": ("all", "bool")}, ["id", "?signal"]),
+    "delete": ("delete a container (-f: also a running one)", {
+        "-f": ("force", "bool"), "--force": ("force", "bool")}, ["id"]),
+    "list": ("list containers", {**_FORMAT, "-q": ("quiet", "bool"),
+                                 "--quiet": ("quiet", "bool")}, []),
+    "pause": ("freeze the container's processes", {}, ["id"]),
+    "resume": ("thaw the container's processes", {}, ["id"]),
+    "ps": ("list the container's processes", _FORMAT, ["id", "*ps_args"]),
+    "events": ("print stats once (--stats)", {"--stats": ("stats", "bool"),
+                                             "--interval": ("interval", "str")}, ["id"]),
+    "exec": ("run a process in a running container", {
+        "-p": ("process", "str"), "--process": ("process", "str"), "-t": ("tty", "bool"),
+        "--tty": ("tty", "bool"), "--console-socket": ("console_socket", "str"),
+        "-d": ("detach", "bool"), "--detach": ("detach", "bool"),
+        "--pid-file": ("pid_file", "str"), "--cwd": ("cwd", "str"), "-e": ("env", "list"),
+        "--env": ("env", "list"), "-u": ("user", "str"), "--user": ("user", "str"),
+        "-g": ("additional_gids", "intlist"), "--additional-gids": ("additional_gids",
+                                                                    "intlist"),
+        "-c": ("cap", "list"), "--cap": ("cap", "list"),
+        "--no-new-privs": ("no_new_privs", "bool"), "--preserve-fds": ("preserve_fds", "int"),
+    }, ["id", "*command"]),
+}
+_DEFAULTS = {"root": DEFAULT_ROOT, "log": "", "log_format": "text", "bundle": "",
+             "preserve_fds": 0, "format": "table", "signal": "SIGTERM", "interval": "5s"}
 
-    s = cmd("spec", "write a default config.json", id=False)
-    s.add_argument("-b", "--bundle", default="")
-    s.add_argument("--rootless", action="store_true")
-    for name in ("create", "run"):
-        s = cmd(name, f"{name} a container")
-        s.add_argument("-b", "--bundle", default="")
-        s.add_argument("--console-socket", default=None)
-        s.add_argument("--pid-file", default=None)
-        s.add_argument("--no-pivot", action="store_true")
-        s.add_argument("--no-new-keyring", action="store_true")
-        s.add_argument("--preserve-fds", type=int, default=0)
-        if name == "run":
-            s.add_argument("-d", "--detach", action="store_true")
-            s.add_argument("--keep", action="store_true")
-    cmd("start", "start a created container")
-    s = cmd("state", "print the container's state JSON")
-    s = cmd("kill", "send a signal to the container's init")
-    s.add_argument("signal", nargs="?", default="SIGTERM")
-    s.add_argument("-a", "--all", action="store_true")
-    s = cmd("delete", "delete the container")
-    s.add_argument("-f", "--force", action="store_true")
-    s = cmd("list", "list containers", id=False)
-    s.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    s.add_argument("-q", "--quiet", action="store_true")
-    cmd("pause", "freeze the container's processes")
-    cmd("resume", "thaw the container's processes")
-    s = cmd("ps", "list the container's processes")
-    s.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    s.add_argument("ps_args", nargs="*")
-    s = cmd("exec", "run a process in a running container")
-    s.add_argument("command", nargs=argparse.REMAINDER)
-    s.add_argument("-p", "--process", default=None)
-    s.add_argument("-t", "--tty", action="store_true")
-    s.add_argument("--console-socket", default=None)
-    s.add_argument("-d", "--detach", action="store_true")
-    s.add_argument("--pid-file", default=None)
-    s.add_argument("--cwd", default=None)
-    s.add_argument("-e", "--env", action="append", default=[])
-    s.add_argument("-u", "--user", default=None)
-    s.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    s.add_argument("-c", "--cap", action="append", default=[])
-    s.add_argument("--no-new-privs", action="store_true")
-    s.add_argument("--preserve-fds", type=int, default=0)
-    s = cmd("events", "container stats (--stats prints one JSON object)")
-    s.add_argument("--stats", action="store_true")
-    s.add_argument("--interval", default="5s")
-    return p
+
+class Args:
+    """Parsed command line (attribute access like argparse's Namespace)."""
+
+    def __init__(self) -> None:
+        self.cmd: str | None = None
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _DEFAULTS.get(name, [] if name in ("env", "cap", "additional_gids", "ps_args",
+                                                   "command") else None)
+
+
+def _take(a: Args, flags: dict[str, tuple[str, str]], argv: list[str], i: int) -> int:
+    """Consume the flag at argv[i] (urfave/cli style: --x v, --x=v, -x v, -x=v)."""
+    arg = argv[i]
+    name, eq, val = arg.partition("=")
+    if name not in flags and name.startswith("-") and not name.startswith("--"):
+        name = "-" + name  # Go's flag package takes -bundle as --bundle
+    if name not in flags:
+        raise UsageError(f"flag provided but not defined: {arg}")
+    dest, kind = flags[name]
+    if kind == "bool":
+        setattr(a, dest, val.lower() not in ("false", "0") if eq else True)
+        return i + 1
+    if not eq:
+        if i + 1 >= len(argv):
+            raise UsageError(f"flag needs an argument: {arg}")
+        val = argv[i + 1]
+        i += 1
+    if kind in ("int", "intlist"):
+        try:
+            v: object = int(val)
+        except ValueError:
+            raise UsageError(f"invalid value {val!r} for flag {name}") from None
+    else:
+        v = val
+    if kind.endswith("list"):
+        getattr(a, dest)  # default
+        cur = a.__dict__.setdefault(dest, [])
+        cur.append(v)
+    else:
+        setattr(a, dest, v)
+    return i + 1
+
+
+def parse_args(argv: list[str]) -> Args:
+    """runc's command line without argparse (whose import and gettext lookups cost more than
+    this whole file on every container start)."""
+    a = Args()
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        i = _take(a, _GLOBAL, argv, i)
+    if i == len(argv):
+        return a
+    cmd = argv[i]
+    if cmd not in COMMANDS:
+        raise UsageError(f"no such command: {cmd}")
+    a.cmd = cmd
+    _help, flags, positionals = COMMANDS[cmd]
+    flags = {**flags, "-h": ("help", "bool"), "--help": ("help", "bool")}
+    pos: list[str] = []
+    i += 1
+    rest_name = next((p[1:] for p in positionals if p.startswith("*")), None)
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            pos.extend(argv[i + 1:])
+            break
+        if rest_name and pos:  # after the id everything belongs to the process
+            pos.extend(argv[i:])
+            break
+        if arg.startswith("-") and arg != "-":
+            i = _take(a, flags, argv, i)
+            continue
+        pos.append(arg)
+        i += 1
+    if a.help:
+        return a
+    fixed = [p for p in positionals if not p.startswith("*")]
+    for p in fixed:
+        name = p.lstrip("?")
+        if pos:
+            setattr(a, name, pos.pop(0))
+        elif not p.startswith("?"):
+            raise UsageError(f'"{cmd}" requires a container {name}')
+    if rest_name:
+        setattr(a, rest_name, pos)
+    elif pos:
+        raise UsageError(f'"{cmd}" got unexpected arguments: {" ".join(pos)}')
+    return a
+
+
+def usage() -> str:
+    lines = ["usage: skiff-runc [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...",
+             "", "commands:"]
+    for name, (h, flags, pos) in COMMANDS.items():
+        opts = " ".join(sorted({f for f in flags if f.startswith("--")}))
+        args = " ".join(p.lstrip("?*").upper() for p in pos)
+        lines.append(f"  {name:<8}{h}\n            {args} {opts}".rstrip())
+    return "\n".join(lines)
 
 
 def _sig(name: str) -> int:
@@ -162,14 +250,22 @@ def _reap_all() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_args(argv)
+    except UsageError as e:
+        sys.stderr.write(f"skiff-runc: {e}\n{usage()}\n")
+        return 1
+    if args.help:
+        print(usage())
+        return 0
     if args.version:
         from engine import __version__
 
         print(f"skiff-runc version {__version__}\nspec: 1.0.2")
         return 0
     if not args.cmd:
-        _parser().print_help()
+        sys.stderr.write(usage() + "\n")
         return 1
     from .errors import LibcontainerError
 

@@ -56,9 +56,23 @@ def _cgroups_manager(path: str, resources: object = None):  # -> cgroups Manager
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    """The state dir is flat (a few files): no need to import shutil on the start path."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for n in names:
+        p = os.path.join(path, n)
+        try:
+            os.unlink(p)
+        except IsADirectoryError:
+            _rmtree(p)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 class Container:

@@ -151,12 +151,13 @@ def seccomp_profile(spec_seccomp: dict | None, proc: Process, annotations: dict)
 
 def prepare_seccomp(spec_seccomp: dict | None, proc: Process, annotations: dict) -> bytes | None:
     """The BPF to load in the child, computed in the caller (cached), so failures show early."""
-    prof = seccomp_profile(spec_seccomp, proc, annotations)
-    if prof is None:
-        return None
     from . import seccomp
 
-    return seccomp.bpf_for(prof)
+    if spec_seccomp is None:
+        if annotations.get("org.skiff.seccomp") == "unconfined":
+            return None
+        return seccomp.docker_default_bpf(proc.capabilities.bounding)
+    return seccomp.bpf_for(spec_seccomp)
 
 
 def finalize_process(proc: Process, bpf: bytes | None, in_userns: bool) -> str:

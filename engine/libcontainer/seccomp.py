@@ -155,11 +155,52 @@ def compile_bpf(profile: dict) -> bytes:
         os.close(fd)
 
 
-def profile_key(profile: dict) -> str:
-    import hashlib
+def _sha256(data: bytes) -> str:
+    try:
+        import _sha256  # the builtin module: importing hashlib (OpenSSL) costs milliseconds
 
+        return str(_sha256.sha256(data).hexdigest())
+    except ImportError:
+        import hashlib
+
+        return hashlib.sha256(data).hexdigest()
+
+
+def profile_key(profile: dict) -> str:
     blob = json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob + os.uname().machine.encode()).hexdigest()
+    return _sha256(blob + os.uname().machine.encode())
+
+
+def docker_default_bpf(cap_mask: int, cache_dir: str | None = None) -> bytes:
+    """BPF of Docker's default profile for a capability set, cached without re-translating:
+    the key is everything the translation depends on (caps, arch, kernel, profile file)."""
+    cache_dir = cache_dir or CACHE_DIR
+    st = os.stat(PROFILE_FILE)
+    u = os.uname()
+    key = _sha256(f"{cap_mask:x}|{u.machine}|{_kernel_version()}|{st.st_size}|"
+                  f"{st.st_mtime_ns}".encode())
+    path = os.path.join(cache_dir, f"docker-{key}.bpf")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        pass
+    from .capabilities import from_mask
+
+    bpf = compile_bpf(docker_default(from_mask(cap_mask)))
+    _store(path, bpf, cache_dir)
+    return bpf
+
+
+def _store(path: str, bpf: bytes, cache_dir: str) -> None:
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(bpf)
+        os.rename(tmp, path)
+    except OSError:
+        pass  # a read-only /run only costs the next start a recompile
 
 
 def bpf_for(profile: dict, cache_dir: str | None = None) -> bytes:
@@ -172,14 +213,7 @@ def bpf_for(profile: dict, cache_dir: str | None = None) -> bytes:
     except OSError:
         pass
     bpf = compile_bpf(profile)
-    try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(bpf)
-        os.rename(tmp, path)
-    except OSError:
-        pass  # a read-only /run only costs the next start a recompile
+    _store(path, bpf, cache_dir)
     return bpf
 
 

@@ -270,7 +270,6 @@ def parse_mount_options(options: list[str], field: str = "mounts[].options"
 
 def _process(p: Any, f: str = "process") -> Process:
     from .capabilities import to_mask
-    from .defaults import DOCKER_DEFAULT_CAPS
 
     _t(p, dict, f, "an object")
     args = _strlist(p.get("args"), f"{f}.args")
@@ -298,6 +297,8 @@ def _process(p: Any, f: str = "process") -> Process:
     )
     c = p.get("capabilities")
     if c is None:
+        from .defaults import DOCKER_DEFAULT_CAPS
+
         m = to_mask(DOCKER_DEFAULT_CAPS)
         caps = Capabilities(m, m, m, 0, 0)
     else:
