@@ -443,6 +443,23 @@ class Graph:
                     out.append({"Deleted": chain})
         return out
 
+    def prune_images(self, all: bool = False) -> dict:
+        """docker image prune: dangling images (no tag), or with all=True every image no
+        container uses. Returns {"ImagesDeleted": [...], "SpaceReclaimed": bytes}."""
+        deleted: list[dict] = []
+        before = sum(r["size"] for r in self.db.query("SELECT size FROM layers"))
+        for r in self.db.query("SELECT id FROM images ORDER BY added"):
+            iid = r["id"]
+            if self.containers_using(iid):
+                continue
+            tags = self.db.query("SELECT 1 FROM refs WHERE image_id=? AND kind='tag'", (iid,))
+            if tags and not all:
+                continue
+            deleted += self.remove(iid, force=True, prune=False)
+        self.prune_layers()
+        after = sum(r["size"] for r in self.db.query("SELECT size FROM layers"))
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": before - after}
+
     # -- container rw layers ------------------------------------------------------------------
     def create_rw_layer(self, container_id: str, image_id: str) -> None:
         """A container's read-write layer on top of its image (kept until remove_rw_layer)."""

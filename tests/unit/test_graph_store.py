@@ -205,3 +205,17 @@ def test_history_shape(g, tmp_path):
     assert len(h) == 2 and h[0]["Id"] == img.id and h[1]["Id"] == "<missing>"
     assert h[0]["Tags"] == ["a:1"] and h[0]["CreatedBy"] == "skiff tests/images"
     assert sum(r["Size"] for r in h) == img.size
+
+
+def test_prune_images(g, tmp_path):
+    load(g, {"a:1": Image([BASE, APP1]), "b:1": Image([BASE, APP2])}, tmp_path)
+    a = g.get("a:1")
+    g.remove("a:1")  # gone entirely (it was a's only tag)
+    load(g, {"a:1": Image([BASE, APP1])}, tmp_path)
+    g.tag("a:1", "c:1")
+    g.remove("a:1")  # still tagged c:1
+    assert g.prune_images() == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+    g.create_rw_layer("d" * 64, "b:1")
+    res = g.prune_images(all=True)
+    assert {"Deleted": a.id} in res["ImagesDeleted"] and res["SpaceReclaimed"] > 0
+    assert [i.repo_tags for i in g.list()] == [["b:1"]]  # in use by a container
