@@ -233,3 +233,30 @@ def test_destroy_retries_ebusy_then_reports():
 
 def test_no_leftovers():
     assert leftovers() == []
+
+
+def _whole_disk() -> tuple[int, int] | None:
+    base = Path("/sys/dev/block")
+    for d in sorted(base.iterdir()) if base.exists() else []:
+        if not (d / "partition").exists() and not d.resolve().name.startswith(("loop", "zram")):
+            major, minor = d.name.split(":")
+            return int(major), int(minor)
+    return None
+
+
+def test_blkio_throttle_read_back(version):
+    disk = _whole_disk()
+    if disk is None:
+        pytest.skip("no whole disk to throttle")
+    major, minor = disk
+    r = Resources.from_oci({"blockIO": {"throttleReadBpsDevice": [
+        {"major": major, "minor": minor, "rate": 1 << 20}]}})
+    with scratch("throttle", r) as m:
+        if version == "v1":
+            got = rd(m, "blkio", "blkio.throttle.read_bps_device")
+            assert got == f"{major}:{minor} {1 << 20}"
+            m.update(Resources.from_oci({"blockIO": {"throttleReadBpsDevice": [
+                {"major": major, "minor": minor, "rate": 0}]}}))
+            assert rd(m, "blkio", "blkio.throttle.read_bps_device") == ""  # 0 removes it
+        else:
+            assert f"{major}:{minor} rbps={1 << 20}" in rd(m, "io", "io.max")

@@ -375,3 +375,35 @@ def test_v2_blkio_weight(v2root):
     m.set(Resources(blkio_weight=500))
     assert read(leaf / "io.bfq.weight") == "500"
     m.destroy()
+
+
+def test_throttle_writes(v1root, v2root, tmp_path, monkeypatch):
+    from engine.libcontainer.cgroups import base
+
+    sysblk = tmp_path / "sysblk"
+    (sysblk / "254:0").mkdir(parents=True)
+    (sysblk / "254:1").mkdir()
+    (sysblk / "254:1" / "partition").write_text("1\n")
+    monkeypatch.setattr(base, "SYS_DEV_BLOCK", sysblk)
+    for dev, msg in (("8:0", "no such block device"), ("254:1", "partition")):
+        major, minor = dev.split(":")
+        bad = Resources.from_oci({"blockIO": {"throttleReadBpsDevice": [
+            {"major": int(major), "minor": int(minor), "rate": 1}]}})
+        m = new_manager("/skt2/tb", bad, version="v1", root=v1root)
+        with pytest.raises(ConfigError, match=msg) as ei:
+            m.create()
+        assert ei.value.field == "linux.resources.blockIO.throttleReadBpsDevice"
+        assert not m.exists()
+    r = Resources.from_oci({"blockIO": {"throttleReadBpsDevice": [
+        {"major": 254, "minor": 0, "rate": 1048576}], "throttleWriteIOPSDevice": [
+        {"major": 254, "minor": 0, "rate": 0}]}})
+    m1 = new_manager("/skt2/t1", r, version="v1", root=v1root)
+    m1.create()
+    d = v1root / "blkio" / "skt2" / "t1"
+    assert read(d / "blkio.throttle.read_bps_device") == "254:0 1048576"
+    assert read(d / "blkio.throttle.write_iops_device") == "254:0 0"
+    m1.destroy()
+    m2 = new_manager("/skt2/t2", r, version="v2", root=v2root)
+    m2.create()
+    assert read(v2root / "skt2" / "t2" / "io.max") == "254:0 wiops=max"  # the last write
+    m2.destroy()

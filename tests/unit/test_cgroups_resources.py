@@ -182,7 +182,12 @@ def test_hugepages_and_unsupported():
         "linux.resources.hugepageLimits[0].limit")
     bad({"network": {"classID": 5}}, "linux.resources.network")
     bad({"rdma": {"mlx5_0": {"hcaHandles": 3}}}, "linux.resources.rdma")
-    bad({"blockIO": {"weight": 100, "throttleReadBpsDevice": [{"major": 8, "minor": 0,
-                                                                "rate": 1}]}},
-        "linux.resources.blockIO.throttleReadBpsDevice")
+    r = Resources.from_oci({"blockIO": {"throttleReadBpsDevice": [
+        {"major": 8, "minor": 0, "rate": 1 << 20}], "throttleWriteIOPSDevice": [
+        {"major": 8, "minor": 0, "rate": 0}]}})
+    assert r.blkio_throttle == (("rbps", 8, 0, 1 << 20), ("wiops", 8, 0, 0))
+    bad({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": -1}]}},
+        "linux.resources.blockIO.throttleReadBpsDevice[0].rate")
+    bad({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 10}]}},
+        "linux.resources.blockIO.weightDevice")
     assert Resources.from_oci({"blockIO": {"weight": 100, "leafWeight": 0}}).blkio_weight == 100

@@ -9,7 +9,25 @@ import signal
 from pathlib import Path
 
 from ..errors import ConfigError
-from .resources import Resources
+from .resources import THROTTLE_KEYS, Resources
+
+SYS_DEV_BLOCK = Path("/sys/dev/block")
+
+
+def check_throttle_devices(resources: Resources) -> None:
+    """blkio throttling takes whole disks only: an unknown device or a partition is ENODEV."""
+    for kind, major, minor, _rate in resources.blkio_throttle:
+        dev = SYS_DEV_BLOCK / f"{major}:{minor}"
+        key = {v: k for k, v in THROTTLE_KEYS.items()}[kind]
+        if not dev.exists():
+            raise ConfigError(
+                f"linux.resources.blockIO.{key}", f"{major}:{minor}", "no such block device"
+            )
+        if (dev / "partition").exists():
+            raise ConfigError(
+                f"linux.resources.blockIO.{key}", f"{major}:{minor}",
+                "is a partition; throttling applies to whole disks",
+            )
 
 
 def normalize_path(cgroups_path: str) -> str:

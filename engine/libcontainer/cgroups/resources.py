@@ -21,6 +21,14 @@ from . import model
 
 _F = "linux.resources"
 
+# OCI blockIO throttle lists -> the kind names of v2's io.max.
+THROTTLE_KEYS = {
+    "throttleReadBpsDevice": "rbps",
+    "throttleWriteBpsDevice": "wbps",
+    "throttleReadIOPSDevice": "riops",
+    "throttleWriteIOPSDevice": "wiops",
+}
+
 _UNIFIED_KEY = re.compile(r"^[a-z_]+\.[A-Za-z0-9_.]+$")
 
 
@@ -78,6 +86,8 @@ class Resources:
     pids_limit: int | None = None  # >0, or -1 unlimited
     blkio_weight: int | None = None  # 10..1000
     hugepage_limits: tuple[tuple[str, int], ...] = ()  # (page size "2MB", bytes)
+    # (kind "rbps"|"wbps"|"riops"|"wiops", major, minor, rate; rate 0 removes the rule)
+    blkio_throttle: tuple[tuple[str, int, int, int], ...] = ()
     devices: tuple[DeviceRule, ...] = ()  # OCI rules (the defaults are appended on apply)
     unified: dict[str, str] = field(default_factory=dict)  # v2 raw files
 
@@ -211,13 +221,27 @@ class Resources:
                 raise ConfigError(
                     f"{_F}.{unsupported}", d[unsupported], "not supported by Skiff's cgroups"
                 )
-        if blkio and set(blkio) - {"weight"} and any(
-            blkio.get(k) for k in blkio if k != "weight"
-        ):
-            extra = sorted(k for k in blkio if k != "weight" and blkio.get(k))
-            raise ConfigError(
-                f"{_F}.blockIO.{extra[0]}", blkio[extra[0]], "only blockIO.weight is supported"
-            )
+        throttle = []
+        for key, kind in THROTTLE_KEYS.items():
+            for i, t in enumerate(_list(blkio, key) if blkio else []):
+                name = f"{_F}.blockIO.{key}[{i}]"
+                if not isinstance(t, dict):
+                    raise ConfigError(name, t, "must be an object with major, minor, rate")
+                nums = []
+                for k in ("major", "minor", "rate"):
+                    v = t.get(k)
+                    if isinstance(v, bool) or not isinstance(v, int) or not (
+                        0 <= v <= model.INT64_MAX
+                    ):
+                        raise ConfigError(f"{name}.{k}", v, "must be an integer >= 0")
+                    nums.append(v)
+                throttle.append((kind, nums[0], nums[1], nums[2]))
+        for unsupported in ("leafWeight", "weightDevice"):
+            if blkio.get(unsupported):
+                raise ConfigError(
+                    f"{_F}.blockIO.{unsupported}", blkio[unsupported],
+                    "not supported by Skiff's cgroups (only weight and the throttle lists)",
+                )
         return cls(
             memory_limit=limit,
             memory_reservation=reservation,
@@ -233,6 +257,7 @@ class Resources:
             pids_limit=plimit,
             blkio_weight=weight,
             hugepage_limits=hugepages,
+            blkio_throttle=tuple(throttle),
             devices=devices,
             unified=unified,
         )

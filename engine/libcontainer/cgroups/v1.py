@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import fs, model
+from . import base, fs, model
 from .base import Manager
 from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
 
@@ -14,6 +14,14 @@ from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
 # must be filled before any task can enter).
 CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer",
                "hugetlb")
+
+
+V1_THROTTLE = {
+    "rbps": "blkio.throttle.read_bps_device",
+    "wbps": "blkio.throttle.write_bps_device",
+    "riops": "blkio.throttle.read_iops_device",
+    "wiops": "blkio.throttle.write_iops_device",
+}
 
 
 def v1_mounts(root: Path | None = None) -> dict[str, Path]:
@@ -96,7 +104,7 @@ class V1Manager(Manager):
             or r.cpu_period is not None or r.cpu_burst is not None,
             "cpuset": r.cpuset_cpus is not None or r.cpuset_mems is not None,
             "pids": r.pids_limit is not None,
-            "blkio": r.blkio_weight is not None,
+            "blkio": r.blkio_weight is not None or bool(r.blkio_throttle),
             "devices": bool(r.devices),
             "hugetlb": bool(r.hugepage_limits),
         }
@@ -113,6 +121,7 @@ class V1Manager(Manager):
                 "linux.resources.memory.swap", r.memory_swap,
                 "swap accounting is disabled on this host (no memory.memsw.limit_in_bytes)",
             )
+        base.check_throttle_devices(r)
         self._check_memsw_state(r)
         if r.cpu_burst is not None and self._has("cpu", "cpu.cfs_burst_us") is False:
             raise ConfigError("linux.resources.cpu.burst", r.cpu_burst, "not supported here")
@@ -219,6 +228,9 @@ class V1Manager(Manager):
             name = self._blkio_weight_file()
             assert name, "validate() checked it with the cgroup present"
             self._write("blkio", name, str(r.blkio_weight))
+        for kind, major, minor, rate in r.blkio_throttle:
+            # rate 0 removes the device's rule (the kernel's own convention)
+            self._write("blkio", V1_THROTTLE[kind], f"{major}:{minor} {rate}")
         for i, (size, limit) in enumerate(r.hugepage_limits):
             name = f"hugetlb.{size}.limit_in_bytes"
             if not self._file("hugetlb", name).exists():

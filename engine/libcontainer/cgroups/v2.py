@@ -13,7 +13,7 @@ import errno
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import fs, model
+from . import base, fs, model
 from .base import Manager
 from .resources import Resources
 
@@ -71,7 +71,7 @@ class V2Manager(Manager):
             or r.cpu_period is not None or r.cpu_burst is not None,
             "cpuset": r.cpuset_cpus is not None or r.cpuset_mems is not None,
             "pids": r.pids_limit is not None,
-            "io": r.blkio_weight is not None,
+            "io": r.blkio_weight is not None or bool(r.blkio_throttle),
             "hugetlb": bool(r.hugepage_limits),
         }
         for ctrl, needed in needs.items():
@@ -103,6 +103,7 @@ class V2Manager(Manager):
                     f"{model.format_cpu_list(extra)} not available "
                     f"(parent has {model.format_cpu_list(have)})",
                 )
+        base.check_throttle_devices(r)
         if r.devices:
             msg = ("device rules need an eBPF program on cgroup v2; Skiff does not filter "
                    "devices on v2 yet (the rules are not enforced)")
@@ -184,6 +185,9 @@ class V2Manager(Manager):
                     "linux.resources.blockIO.weight", r.blkio_weight,
                     "this kernel has no io weight (no io.weight or io.bfq.weight)",
                 )
+        for kind, major, minor, rate in r.blkio_throttle:
+            # io.max: one "MAJ:MIN key=value" line per write; "max" removes the limit
+            self._write("io.max", f"{major}:{minor} {kind}={rate if rate else 'max'}")
         for i, (size, limit) in enumerate(r.hugepage_limits):
             f = self._f(f"hugetlb.{size}.max")
             if not f.exists():
