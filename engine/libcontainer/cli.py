@@ -385,7 +385,7 @@ def _exec(args, c) -> int:
                                                      "rlimits", "noNewPrivileges",
                                                      "apparmorProfile")}
         proc["args"] = args.command
-        proc["terminal"] = args.tty
+        proc["terminal"] = bool(args.tty)
         if args.cwd:
             proc["cwd"] = args.cwd
         if args.env:
@@ -401,7 +401,7 @@ def _exec(args, c) -> int:
                 caps[s] = list(dict.fromkeys(list(caps.get(s) or []) + args.cap))
         if args.no_new_privs:
             proc["noNewPrivileges"] = True
-    detached = args.detach
+    detached = bool(args.detach)
     pid = c.exec(proc, console_socket=args.console_socket, pid_file=args.pid_file,
                  subreaper=not detached, preserve_fds=args.preserve_fds)
     if detached:
