@@ -27,8 +27,15 @@ def enforcement_examples() -> int:
     return {"ci": 3, "dev": 2}.get(profile_name(), 50)
 
 
+# Every cgroup path this process handed out: leftovers() checks only these, so concurrent
+# runs (another pytest using the same prefix) do not count.
+ISSUED: list[str] = []
+
+
 def unique(name: str) -> str:
-    return f"/{PREFIX}/{name}-{uuid.uuid4().hex[:8]}"
+    path = f"/{PREFIX}/{name}-{uuid.uuid4().hex[:8]}"
+    ISSUED.append(path)
+    return path
 
 
 def prefix_dirs(version: str | None = None, root: Path | None = None) -> list[Path]:
@@ -53,10 +60,13 @@ def remove_prefix(version: str | None = None, root: Path | None = None) -> None:
 
 
 def leftovers(version: str | None = None) -> list[Path]:
+    """Cgroups this process created (via unique()) that still exist."""
     out: list[Path] = []
     for d in prefix_dirs(version):
-        if d.exists():
-            out.extend(p for p in d.iterdir() if p.is_dir())
+        for path in ISSUED:
+            p = d / path.rsplit("/", 1)[-1]
+            if p.exists():
+                out.append(p)
     return out
 
 

@@ -260,3 +260,24 @@ def test_blkio_throttle_read_back(version):
             assert rd(m, "blkio", "blkio.throttle.read_bps_device") == ""  # 0 removes it
         else:
             assert f"{major}:{minor} rbps={1 << 20}" in rd(m, "io", "io.max")
+
+
+def test_kill_all_reaches_nested_cgroups():
+    with scratch("killall", Resources()) as m:
+        with child_in(m, "import time\ntime.sleep(60)\n") as a, \
+                child_in(m, "import time\ntime.sleep(60)\n") as b:
+            a.go()
+            b.go()
+            # Move b into a child cgroup in every hierarchy (as a nested runtime would).
+            for d in m.dirs():
+                (d / "sub").mkdir()
+                for key in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset starts empty
+                    if (d / "sub" / key).exists() and not cgroups.fs.read(d / "sub" / key):
+                        cgroups.fs.write(d / "sub" / key, cgroups.fs.read(d / key))
+                cgroups.fs.write(d / "sub" / "cgroup.procs", str(b.pid))
+            assert sorted(m.all_pids()) == sorted([a.pid, b.pid])
+            assert m.pids() == [a.pid]
+            m.kill_all()
+            assert a.wait(10)[0] == -9 and b.wait(10)[0] == -9
+        m.destroy()
+        assert not m.exists()

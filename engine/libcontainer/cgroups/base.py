@@ -122,6 +122,26 @@ class Manager(abc.ABC):
     def dirs(self) -> list[Path]:
         """Every directory this cgroup has (one per v1 hierarchy, one on v2)."""
 
+    def procs_dir(self) -> Path | None:
+        """The directory whose cgroup.procs lists the container's processes."""
+        dirs = self.dirs()
+        return dirs[0] if dirs else None
+
+    def all_pids(self) -> list[int]:
+        """Processes in the cgroup and in every cgroup below it (a container may nest)."""
+        top = self.procs_dir()
+        out: list[int] = []
+        if top is None or not top.exists():
+            return out
+        for d, _subdirs, files in os.walk(top):
+            if "cgroup.procs" in files:
+                try:
+                    with open(os.path.join(d, "cgroup.procs"), encoding="utf-8") as f:
+                        out.extend(int(x) for x in f.read().split())
+                except FileNotFoundError:
+                    continue
+        return out
+
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         """Signal every process in the cgroup (frozen first so none can fork away)."""
         frozen = False
@@ -131,7 +151,7 @@ class Manager(abc.ABC):
         except Exception:  # noqa: BLE001 - no freezer: signal anyway
             pass
         try:
-            for pid in self.pids():
+            for pid in self.all_pids():
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:

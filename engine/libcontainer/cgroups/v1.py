@@ -303,6 +303,12 @@ class V1Manager(Manager):
         for d in self.dirs():
             fs.write(d / "cgroup.procs", str(pid))
 
+    def procs_dir(self) -> Path | None:
+        for ctrl in ("pids", "freezer", "memory", "cpu"):
+            if ctrl in self.paths:
+                return self.paths[ctrl]
+        return None
+
     def pids(self) -> list[int]:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
             if ctrl in self.paths:
