@@ -142,6 +142,8 @@ class ContainerManager:
         self.containers: dict[str, Container] = {}
         self.exec_records: dict[str, dict] = {}
         self._closing = False
+        self._zlock = threading.Lock()
+        self._zygote: tuple[subprocess.Popen, socket.socket] | None = None
         from engine.drivers.exec import load_driver
 
         self.exec_driver = exec_driver
@@ -149,6 +151,16 @@ class ContainerManager:
         for d in self.store.all():
             c = Container(d)
             self.containers[c.id] = c
+        # warm the zygote in the background: the first `docker run` should not pay for it
+        threading.Thread(target=self._warm_zygote, daemon=True, name="zygote").start()
+
+    def _warm_zygote(self) -> None:
+        with self._zlock:
+            if self._zygote is None and not self._closing:
+                try:
+                    self._zygote = self._start_zygote()
+                except Exception:  # noqa: BLE001 - monitors fall back to a fresh interpreter
+                    log.exception("zygote start failed")
 
     # ------------------------------------------------------------------ helpers
     def _emit_raw(self, typ: str, action: str, actor: str, attrs: dict) -> None:
@@ -190,6 +202,7 @@ class ContainerManager:
         for c in list(self.containers.values()):
             if c.restart_timer is not None:
                 c.restart_timer.cancel()
+        self._stop_zygote()
         self.store.close()
 
     # ------------------------------------------------------------------ lookup
@@ -436,6 +449,8 @@ class ContainerManager:
         undo: list[Callable[[], None]] = []
         xdir = self.xdir_of(c.id)
         monitor: dict | None = None
+        t0 = time.monotonic()
+        marks: list[tuple[str, float]] = []
         try:
             shutil.rmtree(xdir, ignore_errors=True)
             (xdir / "execs").mkdir(parents=True)
@@ -443,7 +458,9 @@ class ContainerManager:
             rootfs = Path(self.graph.mount(c.id))
             undo.append(lambda: self.graph.unmount(c.id))
             c.rootfs = str(rootfs)
+            marks.append(("mount", time.monotonic()))
             netns, etc, pid_ns, ipc_ns = self._setup_network(c, undo)
+            marks.append(("network", time.monotonic()))
             hc = c.host_config
             user = specmod.resolve_user(c.config.get("User") or "", rootfs, hc.get("GroupAdd") or ())
             self._prepare_mounts(c, rootfs)
@@ -460,8 +477,10 @@ class ContainerManager:
             bundle = self.cdir_of(c.id)
             with open(bundle / "config.json", "w") as f:
                 json.dump(spec, f, indent=1)
+            marks.append(("spec", time.monotonic()))
             monitor = self._spawn_monitor(c, bundle, xdir)
             undo.append(lambda: self._abort_monitor(c, monitor))
+            marks.append(("monitor+create", time.monotonic()))
             for pend in c.pending_attach:
                 with contextlib.suppress(Exception):
                     pend["conn"] = self._monitor_request(c.id, {"op": "attach", **pend["want"]},
@@ -471,6 +490,13 @@ class ContainerManager:
             reply, _ = self._monitor_request(c.id, {"op": "start"})
             if "error" in reply:
                 raise SystemError_(reply["error"])
+            marks.append(("start", time.monotonic()))
+            if log.isEnabledFor(logging.DEBUG):
+                prev, parts = t0, []
+                for name, t in marks:
+                    parts.append(f"{name} {1000 * (t - prev):.1f}ms")
+                    prev = t
+                log.debug("start %s: %s", c.short, ", ".join(parts))
         except BaseException as e:
             for fn in reversed(undo):
                 with contextlib.suppress(Exception):
@@ -480,6 +506,10 @@ class ContainerManager:
             c.pending_attach.clear()
             shutil.rmtree(xdir, ignore_errors=True)
             msg = str(e)
+            c.network_settings = _empty_network_settings()
+            c.netns = ""
+            c.rootfs = ""
+            c.exit_gen += 1  # next-exit waiters learn about the failure (with its exit code)
             if c.state.status == CREATED or c.state.status == EXITED:
                 c.state.error = msg
                 c.state.exit_code = _start_error_code(msg)
@@ -487,6 +517,8 @@ class ContainerManager:
                 c.state.set_exited(_start_error_code(msg), error=msg)
             self._save(c)
             c.cond.notify_all()
+            if c.host_config.get("AutoRemove"):  # docker removes a --rm container that failed
+                threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
             if isinstance(e, SkiffError):
                 raise
             raise _wrap_start_error(e) from e
@@ -664,23 +696,24 @@ class ContainerManager:
             json.dump(cfg, f)
         r, w = os.pipe()
         try:
-            env = dict(os.environ)
-            pkg_root = str(Path(__file__).resolve().parent.parent.parent)
-            env["PYTHONPATH"] = pkg_root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH")
-                                            else "")
-            p = subprocess.Popen(
-                [sys.executable, "-m", "engine.containers.monitor", str(xdir / "monitor.json"),
-                 str(w)],
-                pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True, env=env,
-                cwd="/",
-            )
+            if not self._spawn_via_zygote(str(xdir / "monitor.json"), w):
+                p = subprocess.Popen(
+                    [sys.executable, "-m", "engine.containers.monitor",
+                     str(xdir / "monitor.json"), str(w)],
+                    pass_fds=(w,), start_new_session=True, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+                    env=_child_env(), cwd="/",
+                )
+                os.close(w)
+                w = -1
+                p.wait()
         except BaseException:
             os.close(r)
-            os.close(w)
+            if w >= 0:
+                os.close(w)
             raise
-        os.close(w)
-        p.wait()
+        if w >= 0:
+            os.close(w)
         with os.fdopen(r, "rb") as f:
             line = _read_line_timeout(f, MONITOR_READY_TIMEOUT)
         if not line:
@@ -692,6 +725,73 @@ class ContainerManager:
         if "error" in reply:
             raise _runtime_error(reply["error"], reply.get("type", ""))
         return reply
+
+    # the zygote: a pre-imported process that forks monitors (no interpreter start per container)
+    def _start_zygote(self) -> Any:
+        if os.environ.get("SKIFF_NO_ZYGOTE"):
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            log_fd = os.open(self.exec_root / "zygote.log",
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                p = subprocess.Popen(
+                    [sys.executable, "-m", "engine.containers.monitor", "--zygote",
+                     str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), start_new_session=True,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_fd,
+                    close_fds=True, env=_child_env(), cwd="/",
+                )
+            finally:
+                os.close(log_fd)
+        finally:
+            theirs.close()
+        ours.settimeout(60)
+        try:
+            ok = _recv_line(ours) == b"ready"
+        except OSError:
+            ok = False
+        if not ok:
+            ours.close()
+            with contextlib.suppress(OSError):
+                p.kill()
+            p.wait()
+            return None
+        ours.settimeout(30)
+        return (p, ours)
+
+    def _spawn_via_zygote(self, cfg_path: str, ready_w: int) -> bool:
+        import array
+
+        with self._zlock:
+            if self._zygote is None or self._zygote[0].poll() is not None:
+                self._zygote = self._start_zygote()
+            if self._zygote is None:
+                return False
+            p, sock = self._zygote
+            try:
+                sock.sendmsg([json.dumps({"cfg": cfg_path}).encode()],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", [ready_w]).tobytes())])
+                if _recv_line(sock) == b"ok":
+                    return True
+            except OSError:
+                pass
+            sock.close()
+            with contextlib.suppress(OSError):
+                p.kill()
+            p.wait()
+            self._zygote = None
+            return False
+
+    def _stop_zygote(self) -> None:
+        with self._zlock:
+            if self._zygote is not None:
+                p, sock = self._zygote
+                sock.close()  # the zygote exits on EOF
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+                self._zygote = None
 
     def _abort_monitor(self, c: Container, monitor: dict | None) -> None:
         """A start that failed after the monitor created the container: kill and wait."""
@@ -1668,6 +1768,13 @@ class ContainerManager:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = pkg_root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 def _pid_alive(pid: int) -> bool:

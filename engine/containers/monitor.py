@@ -595,13 +595,8 @@ class Monitor:
             c.sock.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg_path, ready_fd = argv[0], int(argv[1])
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    if os.fork() != 0:  # the daemon's child exits now; the monitor is adopted by init
-        os._exit(0)
+def run(cfg: dict, ready_fd: int) -> int:
+    """The monitor proper, in a process that is already detached from the daemon."""
     exec_dir = Path(cfg["exec_dir"])
     devnull = os.open(os.devnull, os.O_RDWR)
     logfd = os.open(exec_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -644,6 +639,83 @@ def main(argv: list[str] | None = None) -> int:
             mon._finish(listener)
         return 1
     return 0
+
+
+def _warm_up() -> None:
+    """Import (and compile) in the zygote what every monitor needs, once for all of them."""
+    import engine.drivers.exec.native  # noqa: F401
+
+    try:
+        from engine.libcontainer import capabilities, container, process, seccomp, spec  # noqa: F401
+        from engine.libcontainer.cgroups import new_manager  # noqa: F401
+
+        from . import spec as cspec
+
+        seccomp.docker_default_bpf(capabilities.to_mask(list(cspec.DOCKER_DEFAULT_CAPS)))
+    except Exception:  # noqa: BLE001 - a cold monitor still works
+        traceback.print_exc()
+
+
+def zygote(sock_fd: int) -> int:
+    """Pre-imported template process: forks a detached monitor per request (no interpreter
+    start-up per container). Requests are {"cfg": path} with the ready pipe's fd attached."""
+    sock = socket.socket(fileno=sock_fd)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _warm_up()
+    sock.sendall(b"ready\n")
+    while True:
+        fds = array.array("i")
+        try:
+            msg, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize * 4))
+        except InterruptedError:
+            continue
+        if not msg:
+            return 0  # the daemon went away; monitors live on
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        try:
+            req = json.loads(msg)
+            with open(req["cfg"]) as f:
+                cfg = json.load(f)
+        except (ValueError, OSError, KeyError) as e:
+            for fd in fds:
+                os.close(fd)
+            sock.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+            continue
+        ready_fd = fds[0]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+                code = run(cfg, ready_fd)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(pid, 0)
+        sock.sendall(b"ok\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--zygote":
+        return zygote(int(argv[1]))
+    cfg_path, ready_fd = argv[0], int(argv[1])
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    if os.fork() != 0:  # the daemon's child exits now; the monitor is adopted by init
+        os._exit(0)
+    return run(cfg, ready_fd)
 
 
 if __name__ == "__main__":

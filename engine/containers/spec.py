@@ -634,12 +634,13 @@ def build_spec(config: dict, hc: dict, inp: SpecInputs) -> dict:
         linux["readonlyPaths"] = list(DOCKER_READONLY_PATHS)
     if hc.get("Sysctls"):
         linux["sysctl"] = dict(hc["Sysctls"])
+    annotations: dict[str, str] = {}
     if isinstance(seccomp, dict):
         linux["seccomp"] = seccomp
-    elif seccomp == "default":
-        prof = default_seccomp_profile()
-        if prof:
-            linux["seccomp"] = prof
+    elif seccomp is None:
+        annotations["org.skiff.seccomp"] = "unconfined"
+    # "default": no linux.seccomp, libcontainer applies docker's default profile itself (with
+    # its capability-dependent rules, compiled once and cached)
     spec: dict = {
         "ociVersion": OCI_VERSION,
         "process": process,
@@ -647,6 +648,8 @@ def build_spec(config: dict, hc: dict, inp: SpecInputs) -> dict:
         "mounts": mounts,
         "linux": linux,
     }
+    if annotations:
+        spec["annotations"] = annotations
     if not inp.uts_host:
         spec["hostname"] = inp.hostname
         if config.get("Domainname"):
