@@ -312,7 +312,9 @@ class Harness:
                     if suite == "property" else ""
                 cmd = (
                     f"sudo mkdir -p {GUEST_RESULTS} && cd /srv/skiff && "
-                    f"sudo env SKIFF_HYPOTHESIS_PROFILE=ci PYTHONDONTWRITEBYTECODE=1 "
+                    # the venv's bin first, as in a tox env (skiff, skiffd, skiff-runc)
+                    f"sudo env PATH=/opt/skiff-venv/bin:/usr/local/sbin:/usr/local/bin:"
+                    f"/usr/sbin:/usr/bin:/sbin:/bin SKIFF_HYPOTHESIS_PROFILE=ci "
                     f"/opt/skiff-venv/bin/pytest tests/{suite} --target local -p no:cacheprovider "
                     f"-o junit_family=xunit2 --junitxml={GUEST_RESULTS}/{suite}.xml {prof} {extra} "
                     f"2>&1 | sudo tee {GUEST_RESULTS}/{suite}.log; exit ${{PIPESTATUS[0]}}"
