@@ -16,9 +16,13 @@ Layout (family ip):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -170,13 +174,70 @@ def nft_binary() -> str:
     return path
 
 
+class _LibNftables:
+    """libnftables (the library behind `nft`) through ctypes: one in-process JSON transaction
+    instead of a process per change. The same thing Debian's python3-nftables wraps, without
+    needing the system site-packages in a venv."""
+
+    NFT_CTX_OUTPUT_JSON = 1 << 4
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.lib = lib
+        self.lock = threading.Lock()
+
+    def run(self, text: str) -> tuple[int, str]:
+        with self.lock:
+            ctx = self.lib.nft_ctx_new(0)
+            if not ctx:
+                return -1, "nft_ctx_new failed"
+            try:
+                self.lib.nft_ctx_buffer_output(ctx)
+                self.lib.nft_ctx_buffer_error(ctx)
+                self.lib.nft_ctx_output_set_flags(ctx, self.NFT_CTX_OUTPUT_JSON)  # JSON in too
+                rc = self.lib.nft_run_cmd_from_buffer(ctx, text.encode())
+                err = (self.lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
+                return rc, err.strip()
+            finally:
+                self.lib.nft_ctx_free(ctx)
+
+
+_LIB: _LibNftables | None = None
+_LIB_TRIED = False
+
+
+def _lib() -> _LibNftables | None:
+    global _LIB, _LIB_TRIED
+    if not _LIB_TRIED and not os.environ.get("SKIFF_NFT_SUBPROCESS"):
+        _LIB_TRIED = True
+        try:
+            _LIB = _LibNftables()
+        except (OSError, AttributeError):
+            _LIB = None
+    return _LIB
+
+
 def apply(doc: dict) -> None:
     """Run one atomic nft transaction; nothing changes if any command in it fails."""
+    text = json.dumps(doc)
+    lib = _lib()
+    if lib is not None:
+        rc, err = lib.run(text)
+        if rc != 0:
+            raise SystemError_(f"nft rejected the batch: {err}")
+        return
     proc = subprocess.run(
-        [nft_binary(), "-j", "-f", "-"],
-        input=json.dumps(doc).encode(),
-        capture_output=True,
-        check=False,
+        [nft_binary(), "-j", "-f", "-"], input=text.encode(), capture_output=True, check=False
     )
     if proc.returncode != 0:
         raise SystemError_(
