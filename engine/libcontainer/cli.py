@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     import json
 
-    from .container import Container, list_containers
+    from .container import Container, list_containers, trace
+
+    trace("imports done")
 
     root = args.root
     cmd = args.cmd
@@ -302,16 +304,22 @@ def _dispatch(args) -> int:
         return 0
     if cmd in ("create", "run"):
         bundle = args.bundle or os.getcwd()
-        detached = cmd == "create" or args.detach
+        detached = bool(cmd == "create" or args.detach)
         c = Container.create(root, args.id, bundle, console_socket=args.console_socket,
                              pid_file=args.pid_file, subreaper=not detached,
                              preserve_fds=args.preserve_fds)
+        if detached and c.console_master is not None:
+            os.close(c.console_master)
+            c.console_master = None
+            c.destroy(force=True)
+            raise ValueError("cannot allocate tty if skiff-runc will detach without setting "
+                             "console socket")
         if cmd == "create":
-            if c.console_master is not None:
-                os.close(c.console_master)
             return 0
+        trace("created")
         try:
             c.start()
+            trace("started")
         except BaseException:
             c.destroy(force=True)
             raise
@@ -319,10 +327,12 @@ def _dispatch(args) -> int:
             return 0
         try:
             code = _wait_attached(c, c.pid)
+            trace("exited")
         finally:
             if not args.keep:
                 c.destroy(force=True)
             _reap_all()
+            trace("deleted")
         return code
     if cmd == "list":
         items = list_containers(root)

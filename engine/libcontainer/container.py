@@ -26,6 +26,16 @@ from .spec import Spec
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 OCI_VERSION = "1.0.2"
+TRACE = bool(os.environ.get("SKIFF_RUNC_TRACE"))
+_T0 = time.perf_counter()
+
+
+def trace(label: str) -> None:
+    """SKIFF_RUNC_TRACE=1: milliseconds since import at each step, for profiling starts."""
+    if TRACE:
+        os.write(2, f"[trace {1000 * (time.perf_counter() - _T0):7.2f} ms] {label}\n".encode())
+
+
 _ID_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -184,13 +194,16 @@ class Container:
                     "cgroup_path": cg_path, "annotations": s.annotations,
                     "namespaces": {t: p for t, p in s.linux.namespaces.items()},
                     "paused": False}
+        trace("spec loaded")
         bpf = prepare_seccomp(s.linux.seccomp, s.process, s.annotations)
+        trace("seccomp bpf ready")
         fifo = os.path.join(self.dir, FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         self._manager = _cgroups_manager(cg_path, s.linux.resources)
         self._manager.create()
+        trace("cgroup created")
         self._pids: list[int] = []
         if subreaper:
             from .syscalls import set_subreaper
@@ -212,7 +225,9 @@ class Container:
             ch.close_child_ends()
             os.close(fifo_fd)
             fifo_fd = -1
+            trace("forked")
             init = self._handshake(ch, s, pid1, write_id_maps, console_socket)
+            trace("init ready")
         finally:
             ch.close()
             if fifo_fd >= 0:
@@ -223,6 +238,15 @@ class Container:
         self._save()
         if pid_file:
             _write_pid_file(pid_file, init)
+        for name in ("prestart", "createRuntime"):
+            self._hooks(name, fatal=True)
+
+    def _hooks(self, name: str, fatal: bool) -> None:
+        """OCI hooks run by the runtime (state JSON on stdin). createContainer/startContainer
+        (run inside the container's namespaces) are not supported."""
+        hooks = ((self._st.get("config") or {}).get("hooks") or {}).get(name) or []
+        if hooks:
+            run_hooks(name, hooks, self.state(), fatal)
 
     def _handshake(self, ch, s: Spec, pid1: int, write_id_maps, console_socket) -> int:
         init = 0
@@ -234,9 +258,12 @@ class Container:
             if t == "stage1":
                 if msg.get("userns"):
                     write_id_maps(pid1, s)
+                trace("stage 1 up")
                 self.manager.apply(pid1)
                 ch.send(t="go")
+                trace("cgroup applied")
             elif t == "pid":
+                trace("got init pid")
                 init = int(msg["pid"])
                 self._pids.append(init)
                 _reap(pid1)
@@ -303,6 +330,7 @@ class Container:
                 os.unlink(fifo)
             except FileNotFoundError:
                 pass
+        self._hooks("poststart", fatal=False)
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         st = self.status
@@ -342,6 +370,7 @@ class Container:
             except OSError:
                 pass
             _destroy_manager(m)
+        self._hooks("poststop", fatal=False)
         _rmtree(self.dir)
 
     def _wait_gone(self, timeout: float = 5.0) -> None:
@@ -448,6 +477,26 @@ class Container:
         if pid_file:
             _write_pid_file(pid_file, pid)
         return pid
+
+
+def run_hooks(name: str, hooks: list[dict], state: dict, fatal: bool) -> None:
+    import subprocess
+
+    data = json.dumps(state).encode()
+    for i, h in enumerate(hooks):
+        env = dict(e.split("=", 1) for e in h.get("env") or [] if "=" in e)
+        try:
+            r = subprocess.run(h.get("args") or [h["path"]], executable=h["path"], input=data,
+                               env=env, capture_output=True, timeout=h.get("timeout"))
+            err = f"exit status {r.returncode}: {r.stderr.decode(errors='replace').strip()}" \
+                if r.returncode else ""
+        except (OSError, subprocess.TimeoutExpired) as e:
+            err = str(e)
+        if err:
+            msg = f"{name} hook #{i} ({h['path']}) failed: {err}"
+            if fatal:
+                raise SystemError_(msg)
+            os.write(2, f"skiff-runc: warning: {msg}\n".encode())
 
 
 def _reap(pid: int, block: bool = False) -> None:

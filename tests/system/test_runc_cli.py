@@ -561,3 +561,39 @@ def test_duplicate_id(env):
     r = env.cli("create", "-b", b, cid)
     assert r.returncode == 1 and "already exists" in r.stderr
     env.cli("delete", cid, check=True)
+
+
+def test_hooks_get_state_on_stdin(env, tmp_path):
+    out = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho \"$1 $(cat)\" >> {out}\n")
+    hook.chmod(0o755)
+
+    def mutate(c):
+        c["hooks"] = {n: [{"path": str(hook), "args": ["hook.sh", n]}]
+                      for n in ("prestart", "createRuntime", "poststart", "poststop")}
+
+    r = env.run(["true"], mutate=mutate)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["prestart", "createRuntime", "poststart",
+                                               "poststop"]
+    st = json.loads(lines[0].split(" ", 1)[1])
+    assert st["status"] == "created" and st["pid"] > 0
+
+
+def test_failing_prestart_hook_leaves_nothing(env):
+    def mutate(c):
+        c["hooks"] = {"prestart": [{"path": "/bin/false"}]}
+
+    cid, b = env.bundle(["true"], mutate=mutate)
+    r = env.cli("run", "-b", b, cid)
+    assert r.returncode == 1 and "prestart hook #0" in r.stderr
+    assert_nothing_left(env, cid)
+
+
+def test_detached_tty_needs_console_socket(env):
+    cid, b = env.bundle(["true"], terminal=True)
+    r = env.cli("run", "-d", "-b", b, cid)
+    assert r.returncode == 1 and "console socket" in r.stderr
+    assert_nothing_left(env, cid)
