@@ -111,7 +111,7 @@ def daemon(require_root, busybox_image):
     finally:
         try:
             if d.proc is not None:
-                for name in ("skt5web", "skt5web2"):
+                for name in ("skt5web", "skt5web2", "skt5pub"):
                     d.docker("rm", "-f", name, check=False)
             d.kill(signal.SIGTERM)
         finally:
@@ -176,7 +176,29 @@ def test_docker_cli_publish_conflict_restart_rm(daemon):
     daemon.start()
     assert dnat_rules(TABLE) == [("tcp", PORT, ip, 80)]
     assert "root:x:0:0" in get(f"http://127.0.0.1:{PORT}/passwd")
-    daemon.docker("rm", "-f", "skt5web", "skt5web2")
+    # -P with an exposed port takes a free port from ip_local_port_range
+    daemon.docker(
+        "run",
+        "-d",
+        "--name",
+        "skt5pub",
+        "-P",
+        "--expose",
+        "80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    )
+    line = daemon.docker("port", "skt5pub", "80/tcp").stdout.strip().splitlines()[0]
+    eph = int(line.rsplit(":", 1)[1])
+    lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert lo <= eph <= hi
+    assert "root:x:0:0" in get(f"http://127.0.0.1:{eph}/passwd")
+    daemon.docker("rm", "-f", "skt5web", "skt5web2", "skt5pub")
     assert dnat_rules(TABLE) == []
     assert nft_table(TABLE) is not None  # the table stays, empty of mappings
     assert get(f"http://127.0.0.1:{PORT}/passwd").startswith("ERR")

@@ -564,7 +564,18 @@ class NetworkDriver:
                 "published_ports": len(self._rows("SELECT proto FROM ports")),
                 "provisioned": list(self.provisioned),
                 "userland_proxy": False,
+                # published ports and container addresses are IPv4 only; the host has IPv6
+                # only if it has a global IPv6 address (then this is the gap to close)
+                "ipv6": False,
+                "host_has_ipv6": self._host_has_ipv6(),
             }
+
+    def _host_has_ipv6(self) -> bool:
+        for a in self.ipr.get_addr(family=socket.AF_INET6):
+            addr = ipaddress.IPv6Address(a.get_attr("IFA_ADDRESS"))
+            if not (addr.is_loopback or addr.is_link_local):
+                return True
+        return False
 
     # ------------------------------------------------------------------ nftables
     def nft_state(self) -> tuple[list[nftables.NetSpec], list[nftables.PortMap]]:
