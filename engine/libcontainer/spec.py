@@ -10,9 +10,12 @@ linux.resources is parsed by the cgroups package (Resources.from_oci), imported 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing at run time costs milliseconds per container start
+    from typing import Any
 
 NAMESPACES = {
     "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
