@@ -590,6 +590,9 @@ class ContainerManager:
         if kind == "container":
             other = self.get(arg)
             pid = self._running_pid(other.id)
+            # docker: a container on another's network shares its names too
+            c.config["Hostname"] = other.config.get("Hostname") or other.short
+            c.config["Domainname"] = other.config.get("Domainname", "")
             etc = {}
             od = self.cdir_of(other.id)
             for name, dest in (("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"),

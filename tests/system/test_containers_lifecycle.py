@@ -363,6 +363,13 @@ def test_init_network_modes_security(env: Env) -> None:
     code, out, _ = env.output(["cat", "/proc/net/dev"], hc={"NetworkMode": "none"})
     ifaces = [line.split(":")[0].strip() for line in out.decode().splitlines()[2:]]
     assert ifaces == ["lo"]
+    other = env.run_(["sleep", "60"])
+    env.m.start(other)
+    code, out, _ = env.output(["sh", "-c", "hostname; readlink /proc/self/ns/net"],
+                              hc={"NetworkMode": f"container:{other}"})
+    pid = env.m.inspect(other)["State"]["Pid"]
+    assert out.decode().split() == [other[:12], os.readlink(f"/proc/{pid}/ns/net")]
+    env.m.remove(other, force=True)
     code, out, _ = env.output(["hostname"], hc={"NetworkMode": "host"})
     assert out.decode().strip() == socket.gethostname()
     code, _, err = env.output(["touch", "/x"], hc={"ReadonlyRootfs": True})
