@@ -191,3 +191,10 @@ def test_hugepages_and_unsupported():
     bad({"blockIO": {"weightDevice": [{"major": 8, "minor": 0, "weight": 10}]}},
         "linux.resources.blockIO.weightDevice")
     assert Resources.from_oci({"blockIO": {"weight": 100, "leafWeight": 0}}).blkio_weight == 100
+
+
+def test_cpu_burst():
+    assert Resources.from_oci({"cpu": {"quota": 50000, "burst": 50000}}).cpu_burst == 50000
+    bad({"cpu": {"quota": 50000, "burst": 50001}}, "linux.resources.cpu.burst")
+    bad({"cpu": {"burst": -1}}, "linux.resources.cpu.burst")
+    bad({"cpu": {"burst": model.CFS_QUOTA_MAX_US + 1}}, "linux.resources.cpu.burst")

@@ -180,8 +180,19 @@ class Resources:
                 f"must be {model.CFS_PERIOD_MIN_US}..{model.CFS_PERIOD_MAX_US} us",
             )
         burst = _int(cpu, "burst", f"{_F}.cpu")
-        if burst is not None and burst < 0:
-            raise ConfigError(f"{_F}.cpu.burst", burst, "must be >= 0")
+        if burst is not None:
+            # kernel/sched/core.c tg_set_cfs_bandwidth: burst <= max_cfs_runtime, and with a
+            # quota, burst <= quota and quota + burst <= max_cfs_runtime.
+            if not 0 <= burst <= model.CFS_QUOTA_MAX_US:
+                raise ConfigError(
+                    f"{_F}.cpu.burst", burst, f"must be 0..{model.CFS_QUOTA_MAX_US} us"
+                )
+            if quota is not None and quota > 0 and (
+                burst > quota or burst + quota > model.CFS_QUOTA_MAX_US
+            ):
+                raise ConfigError(
+                    f"{_F}.cpu.burst", burst, f"must not exceed the quota ({quota} us)"
+                )
         for rt in ("realtimeRuntime", "realtimePeriod"):
             if cpu.get(rt) not in (None, 0):
                 raise ConfigError(f"{_F}.cpu.{rt}", cpu[rt], "realtime scheduling not supported")
