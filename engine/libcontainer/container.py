@@ -266,7 +266,7 @@ class Container:
                 trace("got init pid")
                 init = int(msg["pid"])
                 self._pids.append(init)
-                _reap(pid1)
+                _reap(pid1, block=True)  # init is re-parented to us once stage 1 is gone
             elif t == "pty":
                 if fd is None:
                     raise SystemError_("the init sent no pty master")
