@@ -346,7 +346,7 @@ class FakeImage:
     size: int = 4_000_000
     parent_chain: list[str] = field(default_factory=list)
 
-    def to_docker(self) -> dict:
+    def to_docker(self, inspect: bool = False) -> dict:
         return {"Id": self.id, "RepoTags": self.repo_tags, "RepoDigests": self.repo_digests,
                 "Created": int(self.created), "Size": self.size, "VirtualSize": self.size,
                 "SharedSize": -1, "Labels": self.config.get("Labels") or {}, "Containers": -1,

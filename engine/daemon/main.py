@@ -81,10 +81,13 @@ def build_backends(args: argparse.Namespace):
     networks = _build("network", network)
 
     def containers() -> Any:
-        from engine.containers import ContainerManager
+        try:
+            from engine.containers import ContainerManager
+        except ImportError:
+            from engine.containers.manager import ContainerManager
 
-        m = ContainerManager(root / "containers", exec_root / "containers", images, networks,
-                             engine.emit, cgroup_parent=args.cgroup_parent)
+        m = ContainerManager(root, exec_root, images, networks, engine.emit,
+                             cgroup_parent=args.cgroup_parent)
         m.restore()
         return m
 
@@ -97,7 +100,8 @@ def build_backends(args: argparse.Namespace):
     except Exception:  # noqa: BLE001
         pass
     cfg = {"root": str(root), "exec_root": str(exec_root), "storage_driver":
-           getattr(images, "driver_name", None) or args.storage_driver or "overlay",
+           getattr(getattr(images, "driver", None), "name", None) or args.storage_driver
+           or "overlay",
            "bridge": args.bridge, "bridge_subnet": args.bridge_subnet,
            "log_level": args.log_level, "cgroup_version": cgv, "id": _daemon_id(root)}
     return Backends(engine=engine, containers=cm, images=images, networks=networks, config=cfg)
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(args.log_level, args.log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from engine.daemon.router import build
     from engine.daemon.server import Server
 
@@ -152,10 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(build(backends), listeners)
     stop = threading.Event()
 
+    daemon_pid = os.getpid()
+
     def on_signal(signum: int, _frame: Any) -> None:
+        if os.getpid() != daemon_pid:
+            # a process forked from the daemon (a container's init or monitor before its exec)
+            # must die of the signal as it would without our handler
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         log.info("signal %s: shutting down (containers keep running)", signum)
         stop.set()
 
+    def child_defaults() -> None:
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(s, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=child_defaults)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)

@@ -185,8 +185,10 @@ def routes(b: Backends) -> list:
 
     def inspect(req: Request, name: str) -> Response:
         img = g().get(name)
-        fn = getattr(img, "inspect", None)
-        return Response.json(fn() if callable(fn) else img.to_docker())
+        try:
+            return Response.json(img.to_docker(inspect=True))
+        except TypeError:  # an image type without the inspect shape
+            return Response.json(img.to_docker())
 
     def history(req: Request, name: str) -> Response:
         img = g().get(name)
