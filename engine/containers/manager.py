@@ -478,9 +478,14 @@ class ContainerManager:
             with open(bundle / "config.json", "w") as f:
                 json.dump(spec, f, indent=1)
             marks.append(("spec", time.monotonic()))
+            t_spawn = time.time()
             monitor = self._spawn_monitor(c, bundle, xdir)
             undo.append(lambda: self._abort_monitor(c, monitor))
             marks.append(("monitor+create", time.monotonic()))
+            if "t_begin" in monitor:
+                marks.append((f"(fork {1000 * (monitor['t_begin'] - t_spawn):.1f}ms, create "
+                               f"{1000 * (monitor['t_created'] - monitor['t_begin']):.1f}ms)",
+                               time.monotonic()))
             for pend in c.pending_attach:
                 with contextlib.suppress(Exception):
                     pend["conn"] = self._monitor_request(c.id, {"op": "attach", **pend["want"]},
@@ -1233,6 +1238,7 @@ class ContainerManager:
                     c.state.status = prev
                     self._save(c)
                 raise SystemError_(f"Could not kill running container {c.id}, cannot remove")
+        t0 = time.monotonic()
         with c.lock:
             try:
                 self._teardown(c)
@@ -1252,12 +1258,38 @@ class ContainerManager:
             for eid in list(c.execs):
                 self.exec_records.pop(eid, None)
             c.cond.notify_all()
+        log.debug("remove %s: %.1fms", c.short, 1000 * (time.monotonic() - t0))
         if volumes:
             for m in c.mounts:
                 if m.type == "volume" and self.volumes.is_anonymous(m.name):
                     with contextlib.suppress(Exception):
                         self.volumes.remove(m.name, events=True)
         self.emit(c, "destroy")
+
+    def rename(self, ref: str, new_name: str) -> None:
+        """`docker rename` (names stay unique through the store's UNIQUE index)."""
+        c = self.get(ref)
+        if not new_name or not NAME_RE.match(new_name):
+            raise InvalidParameter(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = "/" + new_name.lstrip("/")
+        with self._lock, c.lock:
+            if name == c.name:
+                raise Conflict("Renaming a container with the same name as its current name")
+            other = self.store.id_by_name(name)
+            if other is not None:
+                raise Conflict(
+                    f'Conflict. The container name "{name}" is already in use by container '
+                    f'"{other}". You have to remove (or rename) that container to be able to '
+                    "reuse that name.")
+            old = c.name
+            c.name = name
+            try:
+                self._save(c)
+            except sqlite3.IntegrityError:
+                c.name = old
+                raise Conflict(f'Conflict. The container name "{name}" is already in use') from None
+        self.emit(c, "rename", oldName=old)
 
     def _wait_removing_exit(self, c: Container, gen: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

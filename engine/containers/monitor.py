@@ -605,6 +605,7 @@ class Monitor:
 
 def run(cfg: dict, ready_fd: int) -> int:
     """The monitor proper, in a process that is already detached from the daemon."""
+    t_begin = time.time()
     exec_dir = Path(cfg["exec_dir"])
     devnull = os.open(os.devnull, os.O_RDWR)
     logfd = os.open(exec_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -633,7 +634,8 @@ def run(cfg: dict, ready_fd: int) -> int:
         except OSError:
             pass
         return 1
-    ready.write(json.dumps({"pid": pid, "monitor_pid": os.getpid()}) + "\n")
+    ready.write(json.dumps({"pid": pid, "monitor_pid": os.getpid(), "t_begin": t_begin,
+                            "t_created": time.time()}) + "\n")
     ready.close()
     try:
         mon.serve(listener)

@@ -121,6 +121,10 @@ def test_name_conflict_and_validation(env) -> None:
         m.create(None, {"Image": "nope", "Cmd": ["true"]}, {}, {})
     anon = run(m, ["true"])
     assert m.inspect(anon)["Name"].count("_") >= 1
+    m.rename(anon, "renamed")
+    assert m.get("renamed").id == anon
+    with pytest.raises(Conflict, match='"/dup" is already in use'):
+        m.rename(anon, "dup")
 
 
 def test_failed_create_leaves_nothing(env) -> None:
