@@ -114,6 +114,8 @@ class Container:
         return self._manager
 
     def _alive(self) -> bool:
+        if self.pid <= 0 or self._st.get("init_start") is None:
+            return False  # never signal pid 0 / -1: that is our own process group
         return pid_start_time(self.pid) == self._st["init_start"]
 
     @property
@@ -248,8 +250,12 @@ class Container:
         if hooks:
             run_hooks(name, hooks, self.state(), fatal)
 
-    def _handshake(self, ch, s: Spec, pid1: int, write_id_maps, console_socket) -> int:
+    def _handshake(self, ch, s: Spec, pid1: int, write_id_maps, console_socket,
+                   expect_pid: bool = True) -> int:
+        """Serve the stages' messages until the init is ready AND its pid is known (stage 1's
+        "pid" and stage 2's "ready" race each other on the channel)."""
         init = 0
+        ready = False
         while True:
             msg, fd = ch.recv()
             if msg is None:
@@ -280,10 +286,13 @@ class Container:
                 else:
                     self.console_master = fd
             elif t == "ready":
+                ready = True
+            if ready and (init or not expect_pid):
                 return init
             elif t == "error":
                 raise SystemError_(str(msg.get("msg")))
-        raise SystemError_("container init exited before it was ready")
+        raise SystemError_("container init exited before it was ready" if not ready
+                           else "stage 1 exited without reporting the init's pid")
 
     def _cleanup_failed(self) -> None:
         for p in reversed(getattr(self, "_pids", [])):
@@ -341,6 +350,8 @@ class Container:
             if st != "stopped":
                 pids.add(self.pid)
             for p in pids:
+                if p <= 0:
+                    continue
                 try:
                     os.kill(p, sig)
                 except ProcessLookupError:
@@ -381,6 +392,8 @@ class Container:
 
     def wait(self) -> int:
         """Exit code of the init (128+signal if killed); caller must be its parent/subreaper."""
+        if self.pid <= 0:
+            raise StateError("container has no init process")
         while True:
             try:
                 pid, status = os.waitpid(self.pid, 0)
