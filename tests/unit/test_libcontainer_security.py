@@ -122,3 +122,46 @@ def test_bad_ids(cid):
 def test_pid_start_time():
     assert pid_start_time(os.getpid()) > 0
     assert pid_start_time(2**22 + 5) is None
+
+
+class _FakeChannel:
+    def __init__(self, msgs):
+        self.msgs = list(msgs)
+
+    def recv(self):
+        return (self.msgs.pop(0), None) if self.msgs else (None, None)
+
+    def send(self, **msg):
+        pass
+
+
+@pytest.mark.parametrize("order", [["pid", "ready"], ["ready", "pid"]])
+def test_handshake_waits_for_pid_and_ready(order):
+    from engine.libcontainer.container import Container
+
+    c = Container("/nonexistent", "x", {})
+    c._pids = []
+    msgs = [{"t": "pid", "pid": 4242} if t == "pid" else {"t": "ready"} for t in order]
+    assert c._handshake(_FakeChannel(msgs), None, 2**22 + 7, None, None) == 4242
+
+
+def test_handshake_reports_init_errors():
+    from engine.libcontainer.container import Container
+    from engine.libcontainer.errors import SystemError_
+
+    c = Container("/nonexistent", "x", {})
+    c._pids = []
+    with pytest.raises(SystemError_, match="boom"):
+        c._handshake(_FakeChannel([{"t": "error", "msg": "boom"}]), None, 1, None, None)
+    with pytest.raises(SystemError_, match="exited before"):
+        c._handshake(_FakeChannel([]), None, 1, None, None)
+
+
+def test_stopped_container_never_signals_pid_zero():
+    from engine.libcontainer.container import Container
+    from engine.libcontainer.errors import StateError
+
+    c = Container("/nonexistent", "x", {"init_pid": 0, "init_start": None})
+    assert c.status == "stopped"
+    with pytest.raises(StateError):
+        c.kill(9)
