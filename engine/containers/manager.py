@@ -1464,8 +1464,11 @@ class ContainerManager:
 
     # ------------------------------------------------------------------ attach / logs
     def attach(self, ref: str, sock: socket.socket, *, stdin: bool = False, stdout: bool = True,
-               stderr: bool = True, stream: bool = True, logs: bool = False) -> None:
+               stderr: bool = True, stream: bool = True, logs: bool = False,
+               detach_keys: str | None = None) -> None:
         c = self.get(ref)
+        if detach_keys:
+            parse_detach_keys(detach_keys)  # 400 before anything happens
         if logs:
             for chunk in self.logs(c.id, stdout=stdout, stderr=stderr, follow=False):
                 _sendall(sock, chunk)
@@ -1496,7 +1499,11 @@ class ContainerManager:
             conn = pend["conn"]
         if conn is None:
             return
-        _proxy(sock, conn, stdin)
+        _proxy(sock, conn, stdin, self._detach_keys(c.tty and stdin, detach_keys))
+
+    @staticmethod
+    def _detach_keys(active: bool, spec: str | None) -> bytes:
+        return parse_detach_keys(spec) if active else b""
 
     def logs(self, ref: str, *, stdout: bool = True, stderr: bool = True, follow: bool = False,
              since: Any = 0, until: Any = 0, timestamps: bool = False, tail: Any = -1
@@ -1684,14 +1691,20 @@ class ContainerManager:
         if conn is None:
             threading.Thread(target=self._exec_watch_detached, args=(c, rec), daemon=True).start()
             return
+        detached = False
         try:
             if sock is not None:
-                _proxy(sock, conn, req["stdin"])
+                keys = self._detach_keys(bool(rec["ProcessConfig"]["tty"]) and req["stdin"],
+                                         cfg.get("DetachKeys"))
+                detached = _proxy(sock, conn, req["stdin"], keys)
             else:
                 while conn.recv(65536):
                     pass
         finally:
             conn.close()
+        if detached:
+            threading.Thread(target=self._exec_watch_detached, args=(c, rec), daemon=True).start()
+            return
         self._exec_finished(c, rec, wait=5.0)
 
     def _exec_watch_detached(self, c: Container, rec: dict) -> None:
@@ -1864,9 +1877,48 @@ def _sendall(sock: socket.socket, data: bytes) -> None:
     sock.sendall(data)
 
 
-def _proxy(client: socket.socket, conn: socket.socket, stdin: bool) -> None:
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """docker's --detach-keys ("ctrl-p,ctrl-q", "a,ctrl-@") -> the byte sequence."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for part in spec.split(","):
+        part = part.strip()
+        if len(part) == 1:
+            out.append(ord(part))
+        elif part.startswith("ctrl-") and len(part) == 6:
+            ch = part[5]
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+            elif ch in "@[\\]^_":
+                out.append(ord(ch) - ord("@"))
+            else:
+                raise InvalidParameter(f"Unknown character: '{part}'")
+        else:
+            raise InvalidParameter(f"Unknown character: '{part}'")
+    return bytes(out)
+
+
+def _scan_detach(data: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
+    """(bytes to forward, bytes held back as a possible prefix of keys, detach?)."""
+    i = data.find(keys)
+    if i >= 0:
+        return data[:i], b"", True
+    for n in range(min(len(keys) - 1, len(data)), 0, -1):
+        if data.endswith(keys[:n]):
+            return data[:-n], data[-n:], False
+    return data, b"", False
+
+
+def _proxy(client: socket.socket, conn: socket.socket, stdin: bool,
+           detach_keys: bytes = b"") -> bool:
     """Copy the monitor's stream to the client (and the client's stdin to the monitor) until
-    the monitor closes its side. A client that half-closes only ends stdin."""
+    the monitor closes its side. A client that half-closes only ends stdin; the detach keys
+    in stdin (tty only) end the attachment and leave the container running."""
+    held = b""
     client_timeout = client.gettimeout()
     client.settimeout(None)
     conn.settimeout(None)
@@ -1883,11 +1935,11 @@ def _proxy(client: socket.socket, conn: socket.socket, stdin: bool) -> None:
                     except OSError:
                         data = b""
                     if not data:
-                        return
+                        return False
                     try:
                         client.sendall(data)
                     except OSError:
-                        return
+                        return False
                 else:
                     try:
                         data = client.recv(65536)
@@ -1896,12 +1948,20 @@ def _proxy(client: socket.socket, conn: socket.socket, stdin: bool) -> None:
                     if not data:
                         sel.unregister(client)
                         with contextlib.suppress(OSError):
+                            if held:
+                                conn.sendall(held)
                             conn.shutdown(socket.SHUT_WR)
                         continue
+                    detached = False
+                    if detach_keys:
+                        data, held, detached = _scan_detach(held + data, detach_keys)
                     try:
-                        conn.sendall(data)
+                        if data:
+                            conn.sendall(data)
                     except OSError:
-                        return
+                        return False
+                    if detached:
+                        return True
     finally:
         sel.close()
         conn.close()

@@ -404,3 +404,33 @@ def test_top_and_stats_shapes(env) -> None:
     st = m.stats(cid)
     assert st["id"] == cid and "cpu_stats" in st and "memory_stats" in st
     m.kill(cid)
+
+
+def test_detach_keys_parse_and_scan() -> None:
+    from engine.containers.manager import _scan_detach, parse_detach_keys
+
+    assert parse_detach_keys(None) == b"\x10\x11"
+    assert parse_detach_keys("ctrl-a,x") == b"\x01x"
+    with pytest.raises(InvalidParameter, match="Unknown character"):
+        parse_detach_keys("ctrl-ab")
+    assert _scan_detach(b"abc\x10\x11rest", b"\x10\x11") == (b"abc", b"", True)
+    assert _scan_detach(b"abc\x10", b"\x10\x11") == (b"abc", b"\x10", False)
+    assert _scan_detach(b"\x10x", b"\x10\x11") == (b"\x10x", b"", False)
+
+
+def test_tty_detach_leaves_container_running(env) -> None:
+    m, _, _, _ = env
+    cid = run(m, ["sh"], Tty=True, OpenStdin=True)
+    m.start(cid)
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=m.attach, args=(cid, theirs), kwargs={"stdin": True})
+    t.start()
+    ours.sendall(b"echo still-here\n")
+    time.sleep(0.3)
+    ours.sendall(b"\x10")
+    ours.sendall(b"\x11")
+    recv_all(ours)  # the stream ends
+    t.join(5)
+    assert not t.is_alive()
+    assert m.inspect(cid)["State"]["Running"] is True
+    m.kill(cid)
