@@ -714,3 +714,70 @@ def test_blkio_weight(report, probe, weight):
         return None
 
     judge(report, "blockIO.weight", weight, cls, rejected, kernel, why, t0, readback)
+
+
+# ---------------------------------------------------------------- updates (docker update)
+
+UPDATE_STEP = st.one_of(
+    st.tuples(st.just("memory"), st.one_of(st.just(-1), st.integers(1 << 20, 1 << 34))),
+    st.tuples(st.just("shares"), st.integers(2, 262144)),
+    st.tuples(st.just("quota"), st.one_of(st.just(-1), st.integers(1000, 10**6))),
+    st.tuples(st.just("period"), st.integers(1000, 10**6)),
+    st.tuples(st.just("pids"), st.one_of(st.just(-1), st.integers(1, 10**5))),
+    st.tuples(st.just("cpus"), st.sets(st.sampled_from(HOST_CPUS), min_size=1)
+              .map(model.format_cpu_list)),
+)
+
+
+def _oci(kind: str, value: object) -> dict:
+    return {
+        "memory": {"memory": {"limit": value}},
+        "shares": {"cpu": {"shares": value}},
+        "quota": {"cpu": {"quota": value}},
+        "period": {"cpu": {"period": value}},
+        "pids": {"pids": {"limit": value}},
+        "cpus": {"cpu": {"cpus": value}},
+    }[kind]
+
+
+def _expected(state: dict) -> dict[tuple[str, str, str], str]:
+    """The read-back of every file the updates touched, from the accumulated state."""
+    out: dict[tuple[str, str, str], str] = {}
+    if "memory" in state:
+        v = state["memory"]
+        out[("memory", "memory.limit_in_bytes", "memory.max")] = (
+            model.memory_readback_v2(v) if VERSION == "v2" else str(model.memory_readback_v1(v)))
+    if "shares" in state:
+        out[("cpu", "cpu.shares", "cpu.weight")] = str(
+            model.shares_to_weight(state["shares"]) if VERSION == "v2" else state["shares"])
+    q, p = state.get("quota"), state.get("period", model.CFS_PERIOD_DEFAULT_US)
+    if VERSION == "v2" and ("quota" in state or "period" in state):
+        out[("cpu", "", "cpu.max")] = f"{'max' if q in (None, -1) else q} {p}"
+    elif VERSION == "v1":
+        if "quota" in state:
+            out[("cpu", "cpu.cfs_quota_us", "")] = str(q)
+        if "period" in state:
+            out[("cpu", "cpu.cfs_period_us", "")] = str(p)
+    if "pids" in state:
+        out[("pids", "pids.max", "pids.max")] = model.pids_value(state["pids"])
+    if "cpus" in state:
+        out[("cpuset", "cpuset.cpus", "cpuset.cpus")] = state["cpus"]
+    return out
+
+
+@given(st.lists(UPDATE_STEP, min_size=1, max_size=8))
+def test_update_sequence(report, steps):
+    """`docker update` as a sequence of partial updates on one cgroup: each only changes its
+    own field, and after every step every file reads back as the accumulated model says."""
+    with scratch("upd", Resources()) as m:
+        state: dict = {}
+        for kind, value in steps:
+            t0 = time.monotonic()
+            m.update(Resources.from_oci(_oci(kind, value)))
+            state[kind] = value
+            for (ctrl, v1name, v2name), want in _expected(state).items():
+                got = cgroups.fs.read(leaf(m, ctrl, v1name, v2name))
+                assert got == want, (kind, value, v1name or v2name, got, want, steps)
+            report.record("update-sequence", [kind, value], "accepted",
+                          "partial update changes only its field; all read back as modelled",
+                          None, time.monotonic() - t0)
