@@ -29,7 +29,18 @@ def frame(stream: int, payload: bytes) -> bytes:
 
 
 def ram_in_bytes(s: str) -> int:
-    """go-units RAMInBytes ("10m" = 10 MiB); -1 means unlimited."""
+    """go-units RAMInBytes ("10m" = 10 MiB), as engine.units parses it; -1 means unlimited."""
+    if s.strip() == "-1":
+        return -1
+    try:
+        from engine import units
+    except ImportError:
+        units = None  # type: ignore[assignment]
+    if units is not None:
+        try:
+            return units.ram_in_bytes(s)
+        except ValueError as e:
+            raise InvalidParameter(f"invalid size: '{s}': {e}") from None
     m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*", s, re.IGNORECASE)
     if not m:
         raise InvalidParameter(f"invalid size: '{s}'")

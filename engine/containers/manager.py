@@ -1154,7 +1154,7 @@ class ContainerManager:
             if c.state.status in (RUNNING, PAUSED):
                 from engine.drivers.exec.native import update_resources
 
-                res = specmod.resources(hc)
+                res = specmod.resources(hc, update=True)
                 res.pop("devices", None)
                 try:
                     update_resources(self.cgroups_path(c.id), res)

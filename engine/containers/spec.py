@@ -257,6 +257,12 @@ def validate_host_config(hc: dict, config: dict | None = None, ncpu: int | None 
     shares = _int(hc, "CpuShares")
     if shares < 0:
         raise _err(f"invalid CPU shares {shares}: it must not be negative")
+    if shares:
+        from engine.units import clamp_cpu_shares
+
+        hc["CpuShares"], warning = clamp_cpu_shares(shares)
+        if warning:
+            warnings.append(warning)
     for key, online in (("CpusetCpus", _online_cpus()), ("CpusetMems", None)):
         val = hc.get(key) or ""
         if not val:
@@ -460,8 +466,8 @@ class SpecInputs:
     uts_host: bool = False
 
 
-def resources(hc: dict) -> dict:
-    """docker HostConfig resources -> OCI linux.resources."""
+def resources(hc: dict, update: bool = False) -> dict:
+    """docker HostConfig resources -> OCI linux.resources (update: unlimited values explicit)."""
     r: dict = {"devices": [{"allow": False, "access": "rwm"}]}
     if hc.get("Privileged"):
         r["devices"] = [{"allow": True, "access": "rwm"}]
@@ -501,6 +507,8 @@ def resources(hc: dict) -> dict:
     pids = hc.get("PidsLimit")
     if pids is not None and pids > 0:
         r["pids"] = {"limit": pids}
+    elif pids is not None and update:
+        r["pids"] = {"limit": -1}  # docker: <= 0 is unlimited (back to "max" on update)
     if hc.get("BlkioWeight"):
         r["blockIO"] = {"weight": hc["BlkioWeight"]}
     return r

@@ -302,3 +302,14 @@ def test_resolve_user(tmp_path: Path) -> None:
     assert s.resolve_user("app:extra", tmp_path) == (1000, 2000, [])
     with pytest.raises(InvalidParameter, match="unable to find user ghost"):
         s.resolve_user("ghost", tmp_path)
+
+
+def test_cpu_shares_clamped_with_warning() -> None:
+    hc = {"CpuShares": 1}
+    warnings = s.validate_host_config(hc)
+    assert hc["CpuShares"] == 2 and "minimum allowed of 2" in warnings[0]
+
+
+def test_pids_unlimited_on_update() -> None:
+    assert s.resources({"PidsLimit": 0}, update=True)["pids"] == {"limit": -1}
+    assert "pids" not in s.resources({"PidsLimit": 0})
