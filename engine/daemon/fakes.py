@@ -246,7 +246,8 @@ class FakeContainers:
             c.cv.wait_for(lambda: c.status != "created", timeout=5)
         while True:
             with c.cv:
-                c.cv.wait_for(lambda: len(c.output) > sent or c.status != "running", timeout=5)
+                c.cv.wait_for(lambda n=sent: len(c.output) > n or c.status != "running",
+                              timeout=5)
                 chunk = c.output[sent:]
                 sent = len(c.output)
                 ended = c.status != "running"

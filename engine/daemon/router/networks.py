@@ -36,6 +36,8 @@ def routes(b: Backends) -> list:
         return Response.json(out)
 
     def inspect(req: Request, id: str) -> Response:
+        if b.networks is None:  # `docker inspect` falls through on 404, not on 503
+            raise NotFound(f"network {id} not found")
         return Response.json(nd().inspect_network(id))
 
     def create(req: Request) -> Response:

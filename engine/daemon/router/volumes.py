@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.daemon.errors import InvalidParameter
+from engine.daemon.errors import InvalidParameter, NotFound
 from engine.daemon.router import Backends, filters, want
 from engine.daemon.server import Request, Response
 
@@ -41,6 +41,8 @@ def routes(b: Backends) -> list:
         return Response.json(vol, 201)
 
     def inspect(req: Request, name: str) -> Response:
+        if b.containers is None:  # `docker inspect` falls through on 404, not on 503
+            raise NotFound(f"get {name}: no such volume")
         return Response.json(b.volumes.inspect(name))
 
     def remove(req: Request, name: str) -> Response:

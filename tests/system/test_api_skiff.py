@@ -1,0 +1,84 @@
+"""The `skiff` client and API details against a real skiffd (root, real kernel)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine.client.api import Client
+from tests.system.daemon import Skiffd
+
+pytestmark = [pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def d(require_root, busybox_image):
+    with Skiffd("skt4c", subnet="10.204.0.128/26") as dm:
+        r = dm.skiff("load", "-i", str(busybox_image / "docker-save.tar"))
+        assert r.returncode == 0, r.stderr
+        yield dm
+
+
+def ok(r):
+    assert r.returncode == 0, f"rc={r.returncode}\nstdout={r.stdout}\nstderr={r.stderr}"
+    return r
+
+
+def test_version_info_images(d):
+    assert "Skiff Engine" in ok(d.skiff("version")).stdout
+    assert str(d.root) in ok(d.skiff("info")).stdout
+    assert "busybox" in ok(d.skiff("images", "--format", "{{.Repository}}:{{.Tag}}")).stdout
+
+
+def test_run_rm_and_exit_codes(d):
+    r = ok(d.skiff("run", "--rm", "busybox", "echo", "hi"))
+    assert r.stdout == "hi\n"
+    assert d.skiff("run", "--rm", "busybox", "sh", "-c", "exit 5").returncode == 5
+    r = d.skiff("run", "--rm", "skt4c-noimage:latest", "true")
+    assert r.returncode == 125
+
+
+def test_run_d_ps_logs_exec_stop_rm(d):
+    cid = ok(d.skiff("run", "-d", "--name", "skt4c-a", "busybox", "sh", "-c",
+                     "echo up; sleep 60")).stdout.strip()
+    assert len(cid) == 64
+    assert "skt4c-a" in ok(d.skiff("ps", "--format", "{{.Names}}")).stdout
+    time.sleep(0.5)
+    assert "up" in ok(d.skiff("logs", "skt4c-a")).stdout
+    r = d.skiff("exec", "skt4c-a", "sh", "-c", "echo e; exit 6")
+    assert r.returncode == 6 and r.stdout == "e\n"
+    insp = json.loads(ok(d.skiff("inspect", "skt4c-a")).stdout)
+    assert insp[0]["Id"] == cid and insp[0]["State"]["Running"] is True
+    ok(d.skiff("stop", "-t", "1", "skt4c-a"))
+    ok(d.skiff("rm", "skt4c-a"))
+    assert "skt4c-a" not in d.skiff("ps", "-a").stdout
+
+
+def test_wait_headers_before_start_and_events(d):
+    c = Client(d.host)
+    t0 = time.time()
+    cid = c.post("/containers/create", {"Image": "busybox", "Cmd": ["sh", "-c", "exit 9"]})["Id"]
+    r = c.raw("POST", f"/containers/{cid}/wait", {"condition": "next-exit"})
+    assert r.status == 200  # answered before the start
+    c.post(f"/containers/{cid}/start")
+    assert json.loads(r.read())["StatusCode"] == 9
+    evs = list(c.stream_json("GET", "/events", {"since": str(t0), "until": str(time.time()),
+                                                "filters": json.dumps({"container": [cid]})}))
+    actions = [e["Action"] for e in evs]
+    assert "create" in actions and "start" in actions and "die" in actions
+    c.delete(f"/containers/{cid}")
+
+
+def test_jobs_endpoint_lists_finished_jobs(d):
+    r = ok(d.skiff("jobs", "-a"))
+    assert "container.create" in r.stdout
+
+
+def test_bad_input_never_crashes_the_daemon(d):
+    c = Client(d.host)
+    for body in (b"{", b"[]", b'{"Image": 5}', b'{"Image": "busybox", "HostConfig": 1}'):
+        resp = c.http.post("/v1.44/containers/create", content=body)
+        assert resp.status_code == 400, body
+    assert c.get("/_ping") == b"OK"
