@@ -1128,10 +1128,13 @@ class ContainerManager:
         keys = {"Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
                 "CpuPeriod", "CpuQuota", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight",
                 "KernelMemory", "RestartPolicy"}
-        unknown = set(resources) - keys
-        if unknown - {"OomKillDisable", "MemorySwappiness", "CpuRealtimePeriod",
-                      "CpuRealtimeRuntime", "Devices", "Ulimits"}:
-            raise InvalidParameter(f"unknown update field(s): {', '.join(sorted(unknown))}")
+        # the CLI sends every Resources field (zeros, nulls): only the ones set count, and
+        # unsupported ones are refused only when they ask for something
+        unsupported = [k for k, v in resources.items()
+                       if k not in keys and v not in (None, 0, "", [], {}, False)]
+        if unsupported:
+            raise InvalidParameter(
+                f"updating {', '.join(sorted(unsupported))} is not supported")
         with c.lock:
             if c.state.status in (REMOVING, DEAD):
                 raise Conflict(f"Cannot update container {c.id}: container is marked for removal")
@@ -1141,10 +1144,11 @@ class ContainerManager:
                                                     or k == "RestartPolicy"):
                     hc[k] = v
             if resources.get("Memory") and not resources.get("MemorySwap"):
-                old_mem, old_swap = c.host_config.get("Memory") or 0, c.host_config.get(
-                    "MemorySwap") or 0
-                if old_swap == 2 * old_mem or old_swap == 0:
-                    hc["MemorySwap"] = 0  # recomputed as 2 x memory, as dockerd does
+                old_swap = c.host_config.get("MemorySwap") or 0
+                if old_swap > 0 and resources["Memory"] > old_swap:
+                    raise InvalidParameter(
+                        "Memory limit should be smaller than already set memoryswap limit, "
+                        "update the memoryswap at the same time")
             if c.host_config.get("AutoRemove") and "RestartPolicy" in resources:
                 rp = resources["RestartPolicy"] or {}
                 if rp.get("Name") not in (None, "", "no"):

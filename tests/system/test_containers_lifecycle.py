@@ -285,9 +285,16 @@ def test_resource_limits_in_cgroup(env: Env) -> None:
             assert int((CG / path / "memory.max").read_text()) == 64 * MIB
             assert (CG / path / "cpu.max").read_text().split() == ["50000", "100000"]
             assert (CG / path / "pids.max").read_text().strip() == "20"
-        env.m.update(cid, {"PidsLimit": 30})
+        env.m.update(cid, {"PidsLimit": 30, "Memory": 32 * MIB, "MemorySwap": 48 * MIB,
+                           "CpuShares": 0, "Devices": [], "OomKillDisable": None})
         if (CG / "pids").is_dir():
             assert (CG / "pids" / path / "pids.max").read_text().strip() == "30"
+            assert int((CG / "memory" / path / "memory.limit_in_bytes").read_text()) == 32 * MIB
+        env.m.update(cid, {"PidsLimit": -1})
+        if (CG / "pids").is_dir():
+            assert (CG / "pids" / path / "pids.max").read_text().strip() == "max"
+        with pytest.raises(InvalidParameter, match="smaller than already set memoryswap"):
+            env.m.update(cid, {"Memory": 64 * MIB})
         st = env.m.stats(cid)
         assert st["pids_stats"]["current"] >= 1 and st["memory_stats"]["usage"] > 0
     finally:
