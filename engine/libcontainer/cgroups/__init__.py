@@ -6,6 +6,24 @@
 
 The kernel arithmetic (page rounding, unlimited keywords, shares -> weight, memory+swap) is in
 `model`, shared with the property tests.
+
+Manager (both versions): path; create() (validate, mkdir, set; nothing left on failure);
+set(resources) / update(resources) (update merges with what was set before); apply(pid);
+pids() (this cgroup) / all_pids() (with nested cgroups); freeze(); thaw(); freezer_state();
+kill_all(sig=SIGKILL) (v2: cgroup.kill); oom_kill_count(); destroy() (idempotent, retries
+EBUSY for 2 s, removes nested cgroups); exists(); dirs(); warnings (what v2 ignored).
+
+stats() has one shape on both versions (v2 values converted to the same units):
+    {"version": "v1"|"v2",
+     "memory": {"usage", "max_usage", "limit" (-1 = unlimited on v2), "failcnt",
+                "oom_kill", "stat": {memory.stat keys}},
+     "cpu": {"usage_ns", "user_ns", "system_ns", "percpu_ns": [..] (v1 only),
+             "nr_periods", "nr_throttled", "throttled_ns"},
+     "pids": {"current", "limit" (-1 = max)}}
+
+Errors: ConfigError (field, value, reason) for anything refused before a write, including host
+checks; CgroupError (an OSError with .errno, .path, .value) when the kernel refuses a write,
+e.g. EBUSY when v1 cannot lower memory below usage.
 """
 
 from __future__ import annotations
