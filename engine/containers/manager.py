@@ -186,7 +186,10 @@ class ContainerManager:
         return self.exec_root / cid
 
     def cgroups_path(self, cid: str) -> str:
-        return f"/{self.cgroup_parent}/{cid}"
+        """/<daemon --cgroup-parent or the container's --cgroup-parent>/<id>"""
+        c = self.containers.get(cid)
+        parent = ((c.host_config.get("CgroupParent") if c else "") or self.cgroup_parent)
+        return f"/{parent.strip('/')}/{cid}"
 
     def log_path(self, cid: str) -> Path:
         return self.cdir_of(cid) / f"{cid}-json.log"

@@ -305,6 +305,12 @@ def validate_host_config(hc: dict, config: dict | None = None, ncpu: int | None 
         parse_security_opt(opt)
     for cap in (hc.get("CapAdd") or []) + (hc.get("CapDrop") or []):
         normalize_cap(cap)
+    cgp = hc.get("CgroupParent") or ""
+    if cgp and (".." in cgp.split("/") or not all(
+            c.isalnum() or c in "/_.-" for c in cgp)):
+        raise _err(f"invalid cgroup parent {cgp!r}")
+    for d in hc.get("Devices") or []:
+        device_spec(d)
     for u in hc.get("Ulimits") or []:
         if u.get("Name") not in RLIMITS:
             raise _err(f"invalid ulimit type: {u.get('Name')}")
@@ -335,6 +341,37 @@ def validate_restart_policy(hc: dict) -> None:
         raise _err("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     if hc.get("AutoRemove") and name not in ("", "no"):
         raise _err("can't create 'AutoRemove' container with restart policy")
+
+
+def device_spec(d: dict) -> tuple[dict, dict]:
+    """--device HOST[:CONTAINER[:PERMS]] (HostConfig.Devices item) -> (OCI linux.devices entry,
+    OCI device cgroup rule). The host node must exist and be a device."""
+    import stat
+
+    host = d.get("PathOnHost") or ""
+    inner = d.get("PathInContainer") or host
+    perms = d.get("CgroupPermissions") or "rwm"
+    if not host.startswith("/") or not inner.startswith("/"):
+        raise _err(f"invalid device specification: {host}:{inner}")
+    if not perms or set(perms) - set("rwm"):
+        raise _err(f"invalid device mode: {perms}")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise _err(f"error gathering device information while adding custom device "
+                   f"\"{host}\": {e.strerror.lower() if e.strerror else e}") from None
+    if stat.S_ISCHR(st.st_mode):
+        typ = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        typ = "b"
+    else:
+        raise _err(f"error gathering device information while adding custom device \"{host}\": "
+                   "not a device node")
+    major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    dev = {"path": inner, "type": typ, "major": major, "minor": minor,
+           "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}
+    rule = {"allow": True, "type": typ, "major": major, "minor": minor, "access": perms}
+    return dev, rule
 
 
 def normalize_cap(cap: str) -> str:
@@ -642,6 +679,10 @@ def build_spec(config: dict, hc: dict, inp: SpecInputs) -> dict:
         linux["readonlyPaths"] = list(DOCKER_READONLY_PATHS)
     if hc.get("Sysctls"):
         linux["sysctl"] = dict(hc["Sysctls"])
+    if hc.get("Devices"):
+        devs = [device_spec(d) for d in hc["Devices"]]
+        linux["devices"] = [dv for dv, _ in devs]
+        linux["resources"]["devices"] += [rule for _, rule in devs]
     annotations: dict[str, str] = {}
     if isinstance(seccomp, dict):
         linux["seccomp"] = seccomp

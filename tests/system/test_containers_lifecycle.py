@@ -117,17 +117,17 @@ class Env:
                 mm.close()
             except Exception:  # noqa: BLE001
                 pass
-        leftovers = _mounts_under(self.root) + [str(p) for p in _cgroup_dirs(self.cgparent)
-                                                 if any(p.iterdir()) and any(
-                                                     x.is_dir() for x in p.iterdir())]
+        leftovers = _mounts_under(self.root) + [
+            str(p) for d in _cgroup_dirs(self.cgparent) for p in d.rglob("*")
+            if p.is_dir() and len(p.name) == 64]  # a container's cgroup
         _umount_under(self.root)
         for d in _cgroup_dirs(self.cgparent):
-            for sub in sorted(d.glob("*/"), reverse=True):
-                if sub.is_dir():
-                    try:
-                        sub.rmdir()
-                    except OSError:
-                        pass
+            for sub in sorted((p for p in d.rglob("*") if p.is_dir()),
+                              key=lambda p: len(p.parts), reverse=True):
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
             try:
                 d.rmdir()
             except OSError:
@@ -409,3 +409,20 @@ def test_remove_running_needs_force(env: Env) -> None:
     time.sleep(0.2)
     assert not _pid_alive(mon)
     assert not _mounts_under(env.root)
+
+
+def test_device_and_cgroup_parent(env: Env) -> None:
+    code, out, err = env.output(
+        ["sh", "-c", "echo x > /dev/mynull && ls -l /dev/mynull"],
+        hc={"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull",
+                         "CgroupPermissions": "rwm"}]})
+    assert code == 0, err
+    assert out.startswith(b"c")
+    parent = f"{env.cgparent}/custom"
+    cid = env.run_(["sleep", "60"], hc={"CgroupParent": parent})
+    env.m.start(cid)
+    assert env.m.cgroups_path(cid) == f"/{parent}/{cid}"
+    ctl = CG / "pids" if (CG / "pids").is_dir() else CG
+    assert (ctl / parent / cid).is_dir()
+    env.m.remove(cid, force=True)
+    assert not (ctl / parent / cid).exists()

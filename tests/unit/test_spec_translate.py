@@ -313,3 +313,23 @@ def test_cpu_shares_clamped_with_warning() -> None:
 def test_pids_unlimited_on_update() -> None:
     assert s.resources({"PidsLimit": 0}, update=True)["pids"] == {"limit": -1}
     assert "pids" not in s.resources({"PidsLimit": 0})
+
+
+def test_devices() -> None:
+    sp = build({"Cmd": ["sh"]}, {"Devices": [{"PathOnHost": "/dev/null",
+                                              "PathInContainer": "/dev/mynull",
+                                              "CgroupPermissions": "rw"}]})
+    dev = sp["linux"]["devices"][0]
+    assert (dev["path"], dev["type"], dev["major"], dev["minor"]) == ("/dev/mynull", "c", 1, 3)
+    assert sp["linux"]["resources"]["devices"][-1] == {
+        "allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}
+    with pytest.raises(InvalidParameter, match="error gathering device information"):
+        build({"Cmd": ["sh"]}, {"Devices": [{"PathOnHost": "/no/dev"}]})
+    with pytest.raises(InvalidParameter, match="not a device node"):
+        build({"Cmd": ["sh"]}, {"Devices": [{"PathOnHost": "/etc/hostname"}]})
+
+
+def test_cgroup_parent_validated() -> None:
+    with pytest.raises(InvalidParameter, match="invalid cgroup parent"):
+        s.validate_host_config({"CgroupParent": "../escape"})
+    s.validate_host_config({"CgroupParent": "skt7-custom/sub"})
