@@ -175,7 +175,9 @@ def test_runc_oom_exit_137(runc, report, limit):
     run, base = runc
     cid = f"skt2-{uuid.uuid4().hex[:10]}"
     t0 = time.monotonic()
-    p = run(config_with(base, {"memory": {"limit": limit}}, ["sh", "-c", "tail /dev/zero"],
+    # memory+swap = memory: on a host with swap, nothing can be swapped out instead
+    p = run(config_with(base, {"memory": {"limit": limit, "swap": limit}},
+                        ["sh", "-c", "tail /dev/zero"],
                         f"/skt2/{cid}"), cid)
     assert p.returncode == 137, (p.returncode, p.stderr)
     report.record("runc.oom", limit, "enforced",

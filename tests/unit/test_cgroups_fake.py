@@ -407,3 +407,18 @@ def test_throttle_writes(v1root, v2root, tmp_path, monkeypatch):
     m2.create()
     assert read(v2root / "skt2" / "t2" / "io.max") == "254:0 wiops=max"  # the last write
     m2.destroy()
+
+
+def test_v2_swap_written_before_memory(v2root, monkeypatch):
+    writes: list[str] = []
+
+    def spy(path, value):
+        writes.append(path.name)
+        fake_write(path, value)
+
+    m = new_manager("/skt2/sw", Resources(), version="v2", root=v2root)
+    m.create()
+    monkeypatch.setattr(fs, "write", spy)
+    m.set(Resources(memory_limit=4 << 20, memory_swap=4 << 20))
+    assert writes == ["memory.swap.max", "memory.max"]
+    m.destroy()

@@ -143,8 +143,8 @@ class V2Manager(Manager):
             self._write("cpuset.cpus", r.cpuset_cpus)
         if r.cpuset_mems is not None:
             self._write("cpuset.mems", r.cpuset_mems)
-        if r.memory_limit is not None:
-            self._set_memory("memory.max", r.memory_limit)
+        # swap.max first: lowering memory.max reclaims at once, and with the old swap.max
+        # still in place the reclaim could swap the container out instead of enforcing both.
         swap = model.swap_v2_value(r.memory_swap, r.memory_limit)
         if swap is not None:
             if self._f("memory.swap.max").exists():
@@ -154,6 +154,8 @@ class V2Manager(Manager):
                     "linux.resources.memory.swap", r.memory_swap,
                     "swap accounting is not available (no memory.swap.max)",
                 )
+        if r.memory_limit is not None:
+            self._set_memory("memory.max", r.memory_limit)
         if r.memory_reservation is not None:
             self._write("memory.low", model.memory_v2_value(r.memory_reservation))
         for set_, what in ((r.memory_swappiness is not None, "memory.swappiness"),
