@@ -206,7 +206,9 @@ class FakeContainers:
                 "State": {"Status": c.status, "Running": c.status == "running",
                           "Paused": c.status == "paused", "ExitCode": c.exit_code,
                           "Pid": 4242 if c.status == "running" else 0},
-                "Image": "sha256:" + "0" * 64, "Config": c.config, "HostConfig": c.host_config,
+                "Image": "sha256:" + "0" * 64, "Config": c.config,
+                "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {}},
+                               **c.host_config},
                 "NetworkSettings": {"IPAddress": "", "Ports": {}, "Networks": {}},
                 "Mounts": []}
 
@@ -313,6 +315,7 @@ class FakeContainers:
         e = self.execs[eid]
         cmd = e["_cmd"]
         e["Running"] = True
+        time.sleep(0.05)  # a real process starts later than the 101: clients rely on that
         out = b""
         code = 0
         if cmd[0] == "echo":
