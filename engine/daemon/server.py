@@ -25,6 +25,7 @@ import re
 import select
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -433,6 +434,7 @@ class Server:
         target = ev.target.decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in ev.headers}
         body = BodyReader(conn)
+        t0 = time.monotonic()
         try:
             ver, path, query = parse_target(target)
             req = Request(method, path, query, headers, ver or API_VERSION, body,
@@ -446,7 +448,10 @@ class Server:
                 log.error("%s %s -> %s: %s", method, target, status, msg,
                           exc_info=not isinstance(e, errmap.SkiffError))
             answer = Response.json({"message": msg}, status)
-        log.debug("%s %s", method, target)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s in %.1f ms", method, target,
+                      getattr(answer, "status", "hijack") if answer is not None else 204,
+                      (time.monotonic() - t0) * 1000)
         if answer is None:
             answer = Response(204)
         if isinstance(answer, Hijack):

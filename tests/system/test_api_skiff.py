@@ -82,3 +82,20 @@ def test_bad_input_never_crashes_the_daemon(d):
         resp = c.http.post("/v1.44/containers/create", content=body)
         assert resp.status_code == 400, body
     assert c.get("/_ping") == b"OK"
+
+
+def test_daemon_restart_keeps_running_containers(d):
+    cid = ok(d.skiff("run", "-d", "--name", "skt4c-live", "busybox", "sleep", "300")
+             ).stdout.strip()
+    d.stop()  # SIGTERM: the daemon goes, the container's monitor stays
+    d.start()
+    c = Client(d.host)
+    assert c.get(f"/containers/{cid}/json")["State"]["Running"] is True
+    ok(d.skiff("rm", "-f", "skt4c-live"))
+
+
+def test_sigterm_is_graceful(d):
+    d.stop()
+    assert not d.sock.exists()  # the socket is removed on the way out
+    d.start()
+    assert d.ping()

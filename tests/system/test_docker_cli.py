@@ -128,3 +128,9 @@ def test_run_it_through_a_pty(d):
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 3
+
+
+def test_missing_command_is_127_and_leaves_nothing(d):
+    r = d.docker("run", "--rm", "busybox", "skt4a-nosuchcmd", timeout=60)
+    assert r.returncode == 127 and "not found" in r.stderr
+    assert d.docker("ps", "-aq").stdout.strip() == ""

@@ -1,0 +1,238 @@
+"""`python -m bench run [--runs N] [--concurrent N] [--out docs/bench-daemon.md]` (root).
+
+The same docker CLI drives skiffd and Debian's dockerd, interleaved run by run, so machine
+noise hits both alike: `docker run --rm busybox true` on each, `skiff run --rm` on skiffd,
+N containers started concurrently on each, and each daemon's idle memory. Everything the
+benchmark creates is named skt4* (state dirs, sockets, bridges, nft table, cgroups) and removed
+at the end; dockerd is started with iptables/ip-forward/masquerade off on its own bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import Series, interleave, run_cmd, table
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKERD_ROOT = Path("/var/lib/skt4-dockerd")
+DOCKERD_EXEC = Path("/run/skt4-dockerd")
+DOCKERD_SOCK = DOCKERD_EXEC / "docker.sock"
+DOCKERD_BRIDGE = "skt4dbr0"
+DOCKERD_BRIDGE_ADDR = "10.204.0.129/25"
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                out.append(int(d.name))
+    return out
+
+
+class Dockerd:
+    """Debian's dockerd with its own dirs, socket and bridge; stopped by pid."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.host = f"unix://{DOCKERD_SOCK}"
+        self.log = Path("/tmp/skt4-dockerd.log")
+
+    def start(self) -> None:
+        DOCKERD_EXEC.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ip", "link", "add", DOCKERD_BRIDGE, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", DOCKERD_BRIDGE_ADDR, "dev", DOCKERD_BRIDGE],
+                       check=True)
+        subprocess.run(["ip", "link", "set", DOCKERD_BRIDGE, "up"], check=True)
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", str(DOCKERD_ROOT), "--exec-root", str(DOCKERD_EXEC),
+             "--pidfile", str(DOCKERD_EXEC / "dockerd.pid"), "-H", self.host,
+             "--storage-driver", "overlay2", "--iptables=false", "--ip-forward=false",
+             "--ip-masq=false", "--bridge", DOCKERD_BRIDGE, "--userland-proxy=false"],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(300):
+            if subprocess.run(["docker", "-H", self.host, "version"],
+                              capture_output=True).returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("dockerd did not start:\n" + self.log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                ids = subprocess.run(["docker", "-H", self.host, "ps", "-aq"],
+                                     capture_output=True, text=True, timeout=60).stdout.split()
+                if ids:
+                    subprocess.run(["docker", "-H", self.host, "rm", "-f", *ids],
+                                   capture_output=True, timeout=120)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        for m in sorted((ln.split()[1] for ln in open("/proc/self/mounts")
+                         if ln.split()[1].startswith((str(DOCKERD_ROOT), str(DOCKERD_EXEC)))),
+                        key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(DOCKERD_ROOT, ignore_errors=True)
+        shutil.rmtree(DOCKERD_EXEC, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", DOCKERD_BRIDGE], capture_output=True)
+        with contextlib.suppress(OSError):
+            self.log.unlink()
+
+    def idle_rss(self) -> tuple[int, int]:
+        """(dockerd alone, dockerd + its containerd) in kB."""
+        assert self.proc is not None
+        d = rss_kb(self.proc.pid)
+        return d, d + sum(rss_kb(c) for c in children(self.proc.pid))
+
+
+def concurrent_runs(host: str, n: int, tag: str) -> float:
+    """Seconds until n `docker run -d` started concurrently have all returned."""
+    def one(i: int) -> str:
+        r = subprocess.run(["docker", "-H", host, "run", "-d", "--name", f"{tag}{i}",
+                            "busybox", "sleep", "120"], capture_output=True, text=True,
+                           timeout=300)
+        return "" if r.returncode == 0 else r.stderr.strip()
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        errors = [e for e in ex.map(one, range(n)) if e]
+    dt = time.perf_counter() - t0
+    for e in sorted(set(errors)):
+        print(f"warning: {tag}: {errors.count(e)} failed: {e}", file=sys.stderr)
+    ids = subprocess.run(["docker", "-H", host, "ps", "-aq"], capture_output=True,
+                         text=True).stdout.split()
+    running = len(subprocess.run(["docker", "-H", host, "ps", "-q"], capture_output=True,
+                                 text=True).stdout.split())
+    if running != n:
+        print(f"warning: {tag}: {running}/{n} running", file=sys.stderr)
+    if ids:
+        subprocess.run(["docker", "-H", host, "rm", "-f", *ids], capture_output=True,
+                       timeout=300)
+    return dt
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench run")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--concurrent", type=int, default=50)
+    p.add_argument("--out", default=str(REPO / "docs" / "bench-daemon.md"))
+    a = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench run: needs root", file=sys.stderr)
+        return 1
+    sys.path.insert(0, str(REPO))
+    from tests.images import busybox
+    from tests.system.daemon import Skiffd
+
+    img = busybox.build() / "docker-save.tar"
+    skiffd = Skiffd("skt4bench", subnet="10.204.0.0/25")
+    dockerd = Dockerd()
+    try:
+        skiffd.start()
+        dockerd.start()
+        for host in (skiffd.host, dockerd.host):
+            subprocess.run(["docker", "-H", host, "load", "-i", str(img)], check=True,
+                           capture_output=True)
+        time.sleep(2)
+        sk_rss_idle = rss_kb(skiffd.proc.pid)  # type: ignore[union-attr]
+        dk_rss, dk_rss_all = dockerd.idle_rss()
+        skiff_cli = [sys.executable, "-m", "engine.client.cli", "-H", skiffd.host]
+        cases = {
+            "docker run --rm (dockerd)": run_cmd(["docker", "-H", dockerd.host, "run", "--rm",
+                                                  "busybox", "true"]),
+            "docker run --rm (skiffd)": run_cmd(["docker", "-H", skiffd.host, "run", "--rm",
+                                                 "busybox", "true"]),
+            "skiff run --rm (skiffd)": run_cmd([*skiff_cli, "run", "--rm", "busybox", "true"],
+                                               cwd=str(REPO)),
+            "docker run --rm --network none (dockerd)": run_cmd(
+                ["docker", "-H", dockerd.host, "run", "--rm", "--network", "none", "busybox",
+                 "true"]),
+            "docker run --rm --network none (skiffd)": run_cmd(
+                ["docker", "-H", skiffd.host, "run", "--rm", "--network", "none", "busybox",
+                 "true"]),
+        }
+        print(f"run --rm: {a.runs} interleaved rounds", file=sys.stderr)
+        series = interleave(cases, a.runs)
+        conc: list[Series] = []
+        for name, host, tag in (("dockerd", dockerd.host, "skt4bd"),
+                                ("skiffd", skiffd.host, "skt4bs")):
+            s = Series(f"{a.concurrent} x docker run -d, concurrent ({name})")
+            s.samples.append(concurrent_runs(host, a.concurrent, tag))
+            conc.append(s)
+        sk_rss_after = rss_kb(skiffd.proc.pid)  # type: ignore[union-attr]
+    finally:
+        dockerd.stop()
+        skiffd.cleanup()
+
+    run_table = table(series, "docker run --rm (dockerd)")
+    conc_table = table(conc, conc[0].name)
+    mem = ["| daemon | idle RSS (MB) |", "|---|---|",
+           f"| skiffd (after load) | {sk_rss_idle / 1024:.1f} |",
+           f"| skiffd (after the benchmark) | {sk_rss_after / 1024:.1f} |",
+           f"| dockerd | {dk_rss / 1024:.1f} |",
+           f"| dockerd + containerd | {dk_rss_all / 1024:.1f} |"]
+    ratio = series[1].median / series[0].median
+    text = "\n".join([
+        "# skiffd vs dockerd: the daemon benchmark",
+        "",
+        "Produced by `sudo python -m bench run` (bench/run.py): the same docker CLI "
+        f"({subprocess.run(['docker', '--version'], capture_output=True, text=True).stdout.strip()}) "
+        "against skiffd and Debian's dockerd 20.10 (overlay2, own bridge, iptables off), "
+        "interleaved, busybox image loaded with `docker load`. Times are start-to-exit of the "
+        "client command; absolute numbers are noisy on a shared machine, compare ratios.",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{os.uname().release}, {os.cpu_count()} CPUs.",
+        "",
+        "## `run --rm busybox true`",
+        "",
+        run_table,
+        "",
+        f"skiffd / dockerd (docker CLI, bridge network): **{ratio:.2f}x** (target <= 0.25x).",
+        "",
+        f"## {a.concurrent} containers started concurrently (`docker run -d ... sleep`)",
+        "",
+        conc_table,
+        "",
+        "## Daemon memory",
+        "",
+        "\n".join(mem),
+        "",
+    ])
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
