@@ -321,7 +321,7 @@ def test_volumes_and_binds(env: Env, tmp_path: Path) -> None:
 
 
 def test_manager_restart_reattaches(env: Env) -> None:
-    live = env.run_(["sh", "-c", "sleep 2; echo bye; exit 5"], "live")
+    live = env.run_(["sh", "-c", "sleep 4; echo bye; exit 5"], "live")
     ended = env.run_(["sh", "-c", "exit 9"], "ended")
     env.m.start(live)
     env.m.start(ended)

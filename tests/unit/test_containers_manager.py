@@ -356,7 +356,7 @@ def test_volumes_named_anonymous_and_copy_up(env) -> None:
 
 def test_restore_reattaches_and_records_exits(env) -> None:
     m, g, ev, tmp = env
-    live = run(m, ["sh", "-c", "sleep 1.5; exit 5"], "live")
+    live = run(m, ["sh", "-c", "sleep 4; exit 5"], "live")
     ended = run(m, ["sh", "-c", "sleep 0.3; exit 9"], "ended")
     m.start(live)
     m.close()  # the "daemon" goes away; the monitors do not
