@@ -18,9 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import Series, interleave, run_cmd, table
+from bench.common import Series, interleave, table
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERD_ROOT = Path("/var/lib/skt4-dockerd")
@@ -28,6 +29,17 @@ DOCKERD_EXEC = Path("/run/skt4-dockerd")
 DOCKERD_SOCK = DOCKERD_EXEC / "docker.sock"
 DOCKERD_BRIDGE = "skt4dbr0"
 DOCKERD_BRIDGE_ADDR = "10.204.0.129/25"
+
+
+def run_cmd(argv: list[str], **kw) -> Callable[[], None]:
+    """Like bench.common.run_cmd, but a failure shows the command's stderr."""
+    def go() -> None:
+        r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           **kw)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} -> {r.returncode}: {r.stderr.strip()}")
+
+    return go
 
 
 def rss_kb(pid: int) -> int:
