@@ -66,6 +66,8 @@ def main(argv: list[str]) -> int:
     image = busybox.build()
     tmp = Path(tempfile.mkdtemp(prefix="skt1-bench-"))
     roots = {n: f"/run/skt1-bench-{n}" for n in ("skiff", "skiffI", "runc", "crun")}
+    for r in roots.values():  # a previous interrupted run may have left state behind
+        shutil.rmtree(r, ignore_errors=True)
     cases = {}
     env = _skiff_env()
     script = shutil.which("skiff-runc") or str(Path(sys.executable).parent / "skiff-runc")

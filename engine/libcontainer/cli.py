@@ -201,10 +201,29 @@ def _log_error(args, msg: str) -> None:
             pass
 
 
-def _forward_signals(pid: int) -> None:
+_TARGET: list[int] = [0]  # pid signals go to; signals caught before it is known wait here
+_PENDING: list[int] = []
+
+
+def _set_target(pid: int) -> None:
+    _TARGET[0] = pid
+    while _PENDING:
+        try:
+            os.kill(pid, _PENDING.pop(0))
+        except ProcessLookupError:
+            pass
+
+
+def _forward_signals() -> None:
+    """Catch every signal we can and forward it to the process (runc's signal handler).
+    Installed before the process starts, so a signal sent right away is not lost."""
     import signal
 
     def fwd(sig: int, _frame: object) -> None:
+        pid = _TARGET[0]
+        if pid <= 0:
+            _PENDING.append(sig)
+            return
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -220,8 +239,8 @@ def _forward_signals(pid: int) -> None:
 
 
 def _wait_attached(c, pid: int) -> int:
-    """Forward signals, proxy the pty if we hold it, return the exit code (128+sig)."""
-    _forward_signals(pid)
+    """Proxy the pty if we hold it, return the exit code (128+sig)."""
+    _set_target(pid)
     if c.console_master is not None:
         from .console import proxy
 
@@ -317,6 +336,8 @@ def _dispatch(args) -> int:
         if cmd == "create":
             return 0
         trace("created")
+        _forward_signals()
+        _set_target(c.pid)
         try:
             c.start()
             trace("started")
@@ -412,6 +433,8 @@ def _exec(args, c) -> int:
         if args.no_new_privs:
             proc["noNewPrivileges"] = True
     detached = bool(args.detach)
+    if not detached:
+        _forward_signals()
     pid = c.exec(proc, console_socket=args.console_socket, pid_file=args.pid_file,
                  subreaper=not detached, preserve_fds=args.preserve_fds)
     if detached:

@@ -24,6 +24,7 @@ from .errors import (
 from .spec import Spec
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
 OCI_VERSION = "1.0.2"
 TRACE = bool(os.environ.get("SKIFF_RUNC_TRACE"))
@@ -105,6 +106,13 @@ class Container:
 
     @property
     def config(self) -> dict:
+        """The container's validated config.json (a copy kept in the state dir)."""
+        if "config" not in self._st:
+            try:
+                with open(os.path.join(self.dir, CONFIG_FILE), "rb") as f:
+                    self._st["config"] = json.loads(f.read())
+            except FileNotFoundError:
+                self._st["config"] = {}
         return dict(self._st["config"])
 
     @property
@@ -138,9 +146,9 @@ class Container:
         }
 
     def _save(self) -> None:
+        st = {k: v for k, v in self._st.items() if k != "config"}  # config has its own file
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self._st, f)
+        _write(tmp, json.dumps(st).encode())
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
     # ------------------------------------------------------------------ create / load
@@ -192,11 +200,14 @@ class Container:
         assert s.process is not None
         cg_path = s.linux.cgroups_path or f"/{self.id}"
         self._st = {"id": self.id, "init_pid": 0, "init_start": None, "bundle": s.bundle,
-                    "rootfs": s.root_path, "created": "", "config": s.raw,
+                    "rootfs": s.root_path, "created": "",
                     "cgroup_path": cg_path, "annotations": s.annotations,
                     "namespaces": {t: p for t, p in s.linux.namespaces.items()},
                     "paused": False}
         trace("spec loaded")
+        self._st["config"] = s.raw
+        _write(os.path.join(self.dir, CONFIG_FILE),
+               s.raw_bytes if s.raw_bytes is not None else json.dumps(s.raw).encode())
         bpf = prepare_seccomp(s.linux.seccomp, s.process, s.annotations)
         trace("seccomp bpf ready")
         fifo = os.path.join(self.dir, FIFO)
@@ -246,7 +257,7 @@ class Container:
     def _hooks(self, name: str, fatal: bool) -> None:
         """OCI hooks run by the runtime (state JSON on stdin). createContainer/startContainer
         (run inside the container's namespaces) are not supported."""
-        hooks = ((self._st.get("config") or {}).get("hooks") or {}).get(name) or []
+        hooks = (self.config.get("hooks") or {}).get(name) or []
         if hooks:
             run_hooks(name, hooks, self.state(), fatal)
 
@@ -447,7 +458,7 @@ class Container:
         if st not in ("running", "created"):
             raise StateError(f"cannot exec in a {st} container")
         proc = specmod.load_process(process)
-        cfg = self._st["config"]
+        cfg = self.config
         lx = cfg.get("linux") or {}
         bpf = prepare_seccomp(lx.get("seccomp"), proc, self._st.get("annotations") or {})
         types = list(self._st.get("namespaces") or {})
@@ -510,6 +521,14 @@ def run_hooks(name: str, hooks: list[dict], state: dict, fatal: bool) -> None:
             if fatal:
                 raise SystemError_(msg)
             os.write(2, f"skiff-runc: warning: {msg}\n".encode())
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _reap(pid: int, block: bool = False) -> None:

@@ -194,7 +194,7 @@ class Linux(_Model):
 
 class Spec(_Model):
     __slots__ = ("oci_version", "bundle", "root_path", "root_readonly", "process", "hostname",
-                 "domainname", "mounts", "linux", "annotations", "hooks", "raw")
+                 "domainname", "mounts", "linux", "annotations", "hooks", "raw", "raw_bytes")
 
     def __init__(self) -> None:
         self.oci_version = ""
@@ -209,6 +209,7 @@ class Spec(_Model):
         self.annotations: dict[str, str] = {}
         self.hooks: dict[str, list[dict]] = {}
         self.raw: dict = {}
+        self.raw_bytes: bytes | None = None  # config.json as read (state keeps a copy)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -587,9 +588,12 @@ def load_bundle(bundle: str) -> Spec:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            config = json.load(f)
+            data = f.read()
+        config = json.loads(data)
     except FileNotFoundError:
         raise ConfigError("bundle", bundle, "has no config.json") from None
     except ValueError as e:
         raise ConfigError("config.json", path, f"is not valid JSON: {e}") from None
-    return load(config, bundle)
+    s = load(config, bundle)
+    s.raw_bytes = data
+    return s

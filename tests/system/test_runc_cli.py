@@ -597,3 +597,21 @@ def test_detached_tty_needs_console_socket(env):
     r = env.cli("run", "-d", "-b", b, cid)
     assert r.returncode == 1 and "console socket" in r.stderr
     assert_nothing_left(env, cid)
+
+
+def test_join_namespaces_by_path(env):
+    cid_a, b_a = env.bundle(["sleep", "60"])
+    env.cli("run", "-d", "-b", b_a, cid_a, check=True)
+    pid_a = json.loads(env.cli("state", cid_a, check=True).stdout)["pid"]
+
+    def mutate(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"]
+                                    if n["type"] not in ("network", "uts")]
+        c["linux"]["namespaces"] += [{"type": "network", "path": f"/proc/{pid_a}/ns/net"},
+                                     {"type": "uts", "path": f"/proc/{pid_a}/ns/uts"}]
+        del c["hostname"]
+
+    r = env.run(["sh", "-c", "readlink /proc/self/ns/net; hostname"], mutate=mutate)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [os.readlink(f"/proc/{pid_a}/ns/net"), "skiff"]
+    env.cli("delete", "-f", cid_a, check=True)
