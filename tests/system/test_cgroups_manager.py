@@ -281,3 +281,11 @@ def test_kill_all_reaches_nested_cgroups():
             assert a.wait(10)[0] == -9 and b.wait(10)[0] == -9
         m.destroy()
         assert not m.exists()
+
+
+def test_detect_matches_the_filesystem(version):
+    import subprocess
+
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert version == ("v2" if fstype == "cgroup2fs" else "v1"), fstype

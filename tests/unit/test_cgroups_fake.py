@@ -422,3 +422,17 @@ def test_v2_swap_written_before_memory(v2root, monkeypatch):
     m.set(Resources(memory_limit=4 << 20, memory_swap=4 << 20))
     assert writes == ["memory.swap.max", "memory.max"]
     m.destroy()
+
+
+def test_v1_comounted_controllers_share_a_directory():
+    from engine.libcontainer.cgroups.v1 import v1_mounts
+
+    mounts = v1_mounts(mountinfo=HYBRID)
+    assert mounts["cpu"] == mounts["cpuacct"] == Path("/sys/fs/cgroup/cpu,cpuacct")
+    assert mounts["memory"] == Path("/sys/fs/cgroup/memory")
+    assert "hugetlb" not in mounts  # the cgroup2 side mount is not a v1 hierarchy
+    m = V1Manager("/skt2/x")
+    m.mounts = mounts
+    m.paths = {c: p / "skt2" / "x" for c, p in mounts.items()}
+    assert m.dirs() == [Path("/sys/fs/cgroup/memory/skt2/x"),
+                        Path("/sys/fs/cgroup/cpu,cpuacct/skt2/x")]

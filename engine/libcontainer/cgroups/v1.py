@@ -24,12 +24,15 @@ V1_THROTTLE = {
 }
 
 
-def v1_mounts(root: Path | None = None) -> dict[str, Path]:
-    """controller -> hierarchy mount point. With `root`, a fake tree: root/<controller>."""
+def v1_mounts(root: Path | None = None, mountinfo: str | None = None) -> dict[str, Path]:
+    """controller -> hierarchy mount point. With `root`, a fake tree: root/<controller>.
+
+    Co-mounted controllers (cpu,cpuacct on many distributions) map to the same directory.
+    """
     if root is not None:
         return {c: root / c for c in CONTROLLERS if (root / c).is_dir()}
     out: dict[str, Path] = {}
-    for mnt, fstype, opts in fs.mountinfo():
+    for mnt, fstype, opts in fs.mountinfo(mountinfo):
         if fstype != "cgroup":
             continue
         for opt in opts.split(","):
