@@ -162,23 +162,25 @@ class _Pipeline(io.RawIOBase):
 
     def _gunzip(self, first: bytes) -> None:
         d = zlib.decompressobj(wbits=31)
-        chunk = first
-        while chunk:
-            while chunk:
-                if not self._emit(d.decompress(chunk)):
-                    return
-                if d.eof and d.unused_data:  # another gzip member follows
-                    chunk = d.unused_data
-                    if not chunk.strip(b"\0"):
-                        chunk = b""
-                        break
-                    d = zlib.decompressobj(wbits=31)
-                else:
-                    chunk = b""
-            chunk = self.f.read(CHUNK)
+        data = first
+        while True:
+            if not data:
+                data = self.f.read(CHUNK)
+                if not data:
+                    break
+            # bounded output per call: a small compressed chunk can inflate a lot
+            if not self._emit(d.decompress(data, CHUNK)):
+                return
+            if d.eof:  # (unconsumed_tail is stale then: the rest is in unused_data)
+                rest = d.unused_data or self.f.read(CHUNK)  # a member may end a chunk
+                if not rest.strip(b"\0"):
+                    break  # end of the last member (zero padding may follow)
+                d = zlib.decompressobj(wbits=31)  # another gzip member follows
+                data = rest
+                continue
+            data = d.unconsumed_tail  # output limit reached, or b"": read on
         if not d.eof:
             raise EOFError("compressed data ended before the end-of-stream marker")
-        self._emit(d.flush())
 
     def _unzstd(self, first: bytes) -> None:
         import zstandard

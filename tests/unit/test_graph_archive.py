@@ -250,3 +250,29 @@ def test_existing_entries_are_replaced(box):
     assert (layer / "a").read_text() == "new"
     assert os.readlink(layer / "b") == "y"
     assert (layer / "c").read_text() == "file"
+
+
+def test_gzip_multi_member_bomb_ratio_and_truncation(box):
+    layer, _, _ = box
+    data = mk([("f", "zeros", b"\0" * (8 << 20)), ("f", "b", "b")])
+    half = len(data) // 2
+    multi = gzip.compress(data[:half]) + gzip.compress(data[half:])  # two gzip members
+    res = apply_layer(io.BytesIO(multi), layer)
+    assert res.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (layer / "zeros").stat().st_size == 8 << 20
+    trunc = gzip.compress(data)[:-20]
+    other = layer.parent / "other"
+    other.mkdir()
+    with pytest.raises(LayerError):
+        apply_layer(io.BytesIO(trunc), other)
+
+
+def test_gzip_member_ending_on_a_read_boundary(box, monkeypatch):
+    import engine.graph.archive as archive
+
+    layer, _, _ = box
+    data = mk([("f", "a", "x" * 3000), ("f", "b", "y" * 3000)])
+    first = gzip.compress(data[:4096])
+    monkeypatch.setattr(archive, "CHUNK", len(first))  # the first read ends with member 1
+    apply_layer(io.BytesIO(first + gzip.compress(data[4096:])), layer)
+    assert (layer / "b").read_text() == "y" * 3000
