@@ -82,8 +82,9 @@ class Graph:
         """After a crash: drop driver dirs no row names and layers nothing references."""
         known = {r["cache_id"] for r in self.db.query("SELECT cache_id FROM layers")}
         known |= {r["cache_id"] for r in self.db.query("SELECT cache_id FROM rw_layers")}
+        self.driver.cleanup_tmp()
         for cid in self.driver.ids():
-            if cid not in known and cid != "l":
+            if cid not in known:
                 log.info("graph: removing orphaned driver layer %s", cid)
                 self.driver.remove(cid)
         self.prune_layers()
@@ -113,10 +114,6 @@ class Graph:
                         self._pinned.pop(k, None)
                     else:
                         self._pinned[k] = n
-
-    def pin(self, key: str) -> None:
-        with self._locks_lock:
-            self._pinned[key] = self._pinned.get(key, 0) + 1
 
     def _chain_lock(self, chain_id: str) -> threading.Lock:
         with self._locks_lock:

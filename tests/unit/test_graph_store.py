@@ -189,11 +189,13 @@ def test_reopen_keeps_state_and_reconciles_orphans(tmp_path):
     load(g, {"a:1": Image([BASE])}, tmp_path)
     iid = g.get("a:1").id
     g.driver.create("f" * 64)  # an orphan, as after a crash during apply
+    (g.driver.home / ".tmp-half").mkdir()
     g.close()
     g = Graph(tmp_path / "root", "vfs")
     try:
         assert g.get("a:1").id == iid
         assert "f" * 64 not in g.driver.ids()
+        assert not (g.driver.home / ".tmp-half").exists()
     finally:
         g.close()
 

@@ -72,6 +72,12 @@ class GraphDriver(ABC):
         return sorted(p.name for p in self.home.iterdir()
                       if p.is_dir() and p.name != "l" and not p.name.startswith("."))
 
+    def cleanup_tmp(self) -> None:
+        """Remove half-made layer dirs (.tmp-*, .check-*) a crash left behind."""
+        for p in self.home.iterdir():
+            if p.name.startswith((".tmp-", ".check-")) and p.is_dir():
+                _rmtree(p)
+
     def status(self) -> list[list[str]]:
         return [["Backing Filesystem", _fs_type(self.home)]]
 
