@@ -198,3 +198,18 @@ def test_cpu_burst():
     bad({"cpu": {"quota": 50000, "burst": 50001}}, "linux.resources.cpu.burst")
     bad({"cpu": {"burst": -1}}, "linux.resources.cpu.burst")
     bad({"cpu": {"burst": model.CFS_QUOTA_MAX_US + 1}}, "linux.resources.cpu.burst")
+
+
+def test_emulate_devices():
+    from engine.libcontainer.cgroups.resources import emulate_devices
+
+    deny_all = DeviceRule(False, "a")
+    null = DeviceRule(True, "c", 1, 3, "rwm")
+    assert emulate_devices(()) == (True, [])
+    assert emulate_devices((deny_all, null)) == (False, ["c 1:3 rwm"])
+    assert emulate_devices((deny_all, null, DeviceRule(False, "c", 1, 3, "rwm"))) == (False, [])
+    assert emulate_devices((null, deny_all)) == (False, [])  # deny "a" clears
+    # access letters are normalised to the kernel's order
+    r = Resources.from_oci({"devices": [{"allow": True, "type": "c", "major": 1, "minor": 3,
+                                         "access": "mwr"}]})
+    assert r.devices[0].v1_line() == "c 1:3 rwm"

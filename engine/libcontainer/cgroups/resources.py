@@ -363,6 +363,7 @@ def _device(i: int, r: Any) -> DeviceRule:
         or len(set(access)) != len(access)
     ):
         raise ConfigError(f"{name}.access", access, "must be a combination of r, w, m")
+    access = "".join(c for c in "rwm" if c in access)  # the kernel's order (devices.list)
     if typ == "a":
         nums = [None, None]
     return DeviceRule(allow, typ, nums[0], nums[1], access)
@@ -382,6 +383,25 @@ def _hugepage(i: int, h: Any) -> tuple[str, int]:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= model.INT64_MAX:
         raise ConfigError(f"{name}.limit", limit, "must be a byte count >= 0")
     return size, limit
+
+
+def emulate_devices(rules: tuple[DeviceRule, ...]) -> tuple[bool, list[str]]:
+    """The v1 device list after replaying `rules` from default-allow: (default_allow,
+    exception lines in order). Exact lines only, which is what Skiff writes."""
+    default_allow = True
+    exceptions: list[str] = []
+    for r in rules:
+        if r.type == "a":
+            default_allow, exceptions = r.allow, []
+            continue
+        line = r.v1_line()
+        # An exception is a rule that goes against the default.
+        if r.allow != default_allow:
+            if line not in exceptions:
+                exceptions.append(line)
+        elif line in exceptions:
+            exceptions.remove(line)
+    return default_allow, exceptions
 
 
 def _unified(u: Any) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from . import base, fs, model
 from .base import Manager
-from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
+from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources, emulate_devices
 
 # The controllers a container joins, in the order runc joins them (cpuset first: its files
 # must be filled before any task can enter).
@@ -297,10 +297,28 @@ class V1Manager(Manager):
                 self._write("cpu", name, value)
 
     def _set_devices(self, rules: tuple[DeviceRule, ...]) -> None:
-        """Replay the rules in order: the kernel's own list semantics (deny "a" resets to
-        default-deny, allow "a" to default-allow) make sequential writes exact."""
+        """Make the device list equal to what the rules describe.
+
+        When both the current and the target list are default-deny (the usual container),
+        only the differing exceptions are written, so a running container never sees a
+        moment where /dev/null is denied. Otherwise the rules are replayed in order: the
+        kernel's own semantics (deny "a" resets to default-deny, allow "a" to default-allow)
+        make sequential writes exact.
+        """
+        want_allow, want = emulate_devices(rules)
+        listing = self._file("devices", "devices.list")
+        current = fs.read(listing).splitlines() if listing.exists() else ["a *:* rwm"]
+        if not want_allow and current and "a *:* rwm" not in current:
+            for line in current:
+                if line not in want:
+                    self._write("devices", "devices.deny", line)
+            for line in want:
+                if line not in current:
+                    self._write("devices", "devices.allow", line)
+            return
         for rule in rules:
-            self._write("devices", "devices.allow" if rule.allow else "devices.deny", rule.v1_line())
+            self._write("devices", "devices.allow" if rule.allow else "devices.deny",
+                        rule.v1_line())
 
     def apply(self, pid: int) -> None:
         for d in self.dirs():
