@@ -76,7 +76,8 @@ def main(argv: list[str]) -> int:
         cases["skiff-runc run (console script)"] = run_cmd(
             [script, "--root", roots["skiff"], "run", "-b", b, "skiffbench"], env=env)
     site = sysconfig.get_paths()["purelib"]
-    launcher = (f"import sys; sys.path[:0]=[{str(REPO)!r}, {site!r}]; "
+    # appended, not prepended: stdlib imports then do not stat the repo and site-packages first
+    launcher = (f"import sys; sys.path += [{str(REPO)!r}, {site!r}]; "
                 "from engine.libcontainer.cli import main; sys.exit(main())")
     b = _bundle(tmp, str(image / "rootfs"), "skiffI")
     cases["skiff-runc run (python -I -S)"] = run_cmd(
