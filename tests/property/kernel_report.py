@@ -153,13 +153,33 @@ def placeholder(kernel: str, cgroup_version: str) -> dict:
             "elapsed_seconds": "pending", "hypothesis_profile": "ci"}
 
 
+OBSERVED = "## Observed (ci profile)"
+
+
+def update_doc(doc: Path, reports: list[dict]) -> None:
+    """Rewrite the generated part of docs/kernel-behaviour.md (after OBSERVED) for `reports`
+    (one column each): how the VM harness fills in the VM's column."""
+    text = doc.read_text()
+    head = text[: text.index(OBSERVED)] if OBSERVED in text else text + "\n"
+    tables = markdown(reports).split("\n", 2)[2].replace("\n## ", "\n### ")
+    doc.write_text(head + OBSERVED + "\n\n" + tables.lstrip("\n"))
+
+
 if __name__ == "__main__":
-    # python -m tests.property.kernel_report A.json [B.json | pending:KERNEL:V] ...
+    # python -m tests.property.kernel_report [--doc docs/kernel-behaviour.md]
+    #     A.json [B.json | pending:KERNEL:V] ...
+    args = sys.argv[1:]
+    doc_path = None
+    if args[:1] == ["--doc"]:
+        doc_path, args = Path(args[1]), args[2:]
     docs = []
-    for arg in sys.argv[1:]:
+    for arg in args:
         if arg.startswith("pending:"):
             _, kernel, version = arg.split(":", 2)
             docs.append(placeholder(kernel, version))
         else:
             docs.append(json.loads(Path(arg).read_text()))
-    sys.stdout.write(markdown(docs))
+    if doc_path is not None:
+        update_doc(doc_path, docs)
+    else:
+        sys.stdout.write(markdown(docs))
