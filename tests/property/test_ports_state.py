@@ -232,6 +232,8 @@ class PortMachine(RuleBasedStateMachine):
         self.d.delete_sandbox(cid)
         ip, maps = self.live.pop(cid)
         for proto, hip, hp, _ in maps:  # the reservation is gone: the host can bind it
+            if hp not in POOL:
+                continue  # an ephemeral port may be taken by any client right away
             kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
             with socket.socket(socket.AF_INET, kind) as sk:
                 if proto == "tcp":
