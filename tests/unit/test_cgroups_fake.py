@@ -436,3 +436,16 @@ def test_v1_comounted_controllers_share_a_directory():
     m.paths = {c: p / "skt2" / "x" for c, p in mounts.items()}
     assert m.dirs() == [Path("/sys/fs/cgroup/memory/skt2/x"),
                         Path("/sys/fs/cgroup/cpu,cpuacct/skt2/x")]
+
+
+def test_v1_cpuset_empty_intermediate_level(v1root):
+    # someone made skt2 without filling its cpuset: it is filled on create, not refused
+    (v1root / "cpuset" / "skt2").mkdir()
+    (v1root / "cpuset" / "skt2" / "cpuset.cpus").write_text("")
+    (v1root / "cpuset" / "skt2" / "cpuset.mems").write_text("")
+    m = new_manager("/skt2/e", Resources.from_oci({"cpu": {"cpus": "1"}}), version="v1",
+                    root=v1root)
+    m.create()
+    assert read(v1root / "cpuset" / "skt2" / "cpuset.cpus") == "0-3"
+    assert read(v1root / "cpuset" / "skt2" / "e" / "cpuset.cpus") == "1"
+    m.destroy()

@@ -79,9 +79,6 @@ class V1Manager(Manager):
             p = p.parent
         return True if (mount / name).exists() else None
 
-    def _parent_dir(self, ctrl: str) -> Path:
-        return self.paths[ctrl].parent
-
     def _write(self, ctrl: str, name: str, value: str) -> None:
         fs.write(self._file(ctrl, name), value)
 
@@ -140,6 +137,10 @@ class V1Manager(Manager):
             if parent == self.paths["cpuset"]:
                 parent = parent.parent
             avail = _effective(parent, key)
+            while not avail and parent != self.mounts["cpuset"]:
+                # an empty intermediate level gets its parent's set on create
+                parent = parent.parent
+                avail = _effective(parent, key)
             extra = model.parse_cpu_list(value) - avail
             if extra:
                 raise ConfigError(
