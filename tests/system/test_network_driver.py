@@ -335,7 +335,9 @@ def test_user_network_names_isolation_and_lifecycle(driver, procs, tmp_path):
         f.write("10.1.2.3\textra.example\n")
     d.write_etc_files("nb", tmp_path / "nb", "beta")
     sb = d.connect("nb", pb, "skt5net", hostname="beta", aliases=["db"])
-    sc = d.connect("nc", pc, hostname="gamma")  # default bridge
+    sc = d.connect(  # on the default bridge, published
+        "nc", pc, hostname="gamma", port_bindings={"80/tcp": [{"HostPort": "18085"}]}
+    )
     assert sa["Networks"]["skt5net"]["IPAddress"].startswith("10.205.1.")
     hosts_a = Path(files_a["/etc/hosts"]).read_text()
     assert f"{sb['IPAddress']}\tdb beta nb" in hosts_a  # updated when nb joined
@@ -348,6 +350,9 @@ def test_user_network_names_isolation_and_lifecycle(driver, procs, tmp_path):
     # isolation: na cannot reach nc on the default bridge directly
     assert query("tcp", sc["IPAddress"], 80, ns="skt5-cna", timeout=1).startswith("ERR")
     assert query("tcp", sb["IPAddress"], 80, ns="skt5-cna") == "nb"
+    # ... but a published port is reachable from any network, through the host
+    gw = sa["Networks"]["skt5net"]["Gateway"]
+    assert query("tcp", gw, 18085, ns="skt5-cna") == "nc"
     resolv = Path(files_a["/etc/resolv.conf"]).read_text()
     assert "nameserver" in resolv and "127.0.0." not in resolv
     assert Path(files_a["/etc/hostname"]).read_text() == "alpha\n"
