@@ -11,6 +11,7 @@ import gc
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -464,3 +465,63 @@ def test_crash_and_rebuild(driver, outside, procs, request):
     # and the address is not handed out twice
     s2 = d2.connect("x2", p2)
     assert s2["IPAddress"] != s["IPAddress"]
+
+
+HAIRPIN_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.system.test_network_support import Responder, new_driver, query, remove_state, state_dir
+Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("0")
+sd = state_dir()
+d = new_driver(sd, bridge="skt5brh", subnet="10.205.40.0/24", table="skt5th",
+               bridge_prefix="skt5brh", veth_prefix="skt5hv", netns_prefix="skt5-h")
+procs, out = [], {}
+try:
+    d.start()
+    p1, p2 = d.create_sandbox("h1"), d.create_sandbox("h2")
+    d.connect("h1", p1, port_bindings={"80/tcp": [{"HostPort": "18070"}],
+                                       "53/udp": [{"HostPort": "18070"}]})
+    d.connect("h2", p2)
+    procs.append(Responder("skt5-hh1", "h1", tcp=[80], udp=[53]))
+    out["host"] = query("tcp", "127.0.0.1", 18070)
+    out["host_udp"] = query("udp", "127.0.0.1", 18070)
+    out["peer"] = query("tcp", "10.205.40.1", 18070, ns="skt5-hh2")
+    out["self"] = query("tcp", "10.205.40.1", 18070, ns="skt5-hh1")
+    out["self_udp"] = query("udp", "10.205.40.1", 18070, ns="skt5-hh1")
+finally:
+    for p in procs:
+        p.stop()
+    d.destroy_all()
+    remove_state(sd)
+print(json.dumps(out))
+"""
+
+
+def test_paths_without_br_netfilter(sysctls, require_root):
+    """The VM's kernel may lack br_netfilter: hairpin then relies on the routed path and the
+    masquerade rule alone. The driver runs in a netns of its own where bridge-nf-call-iptables
+    is 0 (the setting is per network namespace), so the host's value is not touched."""
+    if not Path("/proc/sys/net/bridge").is_dir():
+        pytest.skip("br_netfilter absent: the other tests already cover this case")
+    repo = str(Path(__file__).resolve().parents[2])
+    subprocess.run(["ip", "netns", "add", "skt5-nobrnf"], check=True)
+    try:
+        subprocess.run(["ip", "-n", "skt5-nobrnf", "link", "set", "lo", "up"], check=True)
+        r = subprocess.run(
+            ["ip", "netns", "exec", "skt5-nobrnf", sys.executable, "-c", HAIRPIN_SCRIPT, repo],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out == {
+            "host": "h1",
+            "host_udp": "h1:ping",
+            "peer": "h1",
+            "self": "h1",
+            "self_udp": "h1:ping",
+        }
+    finally:
+        subprocess.run(["ip", "netns", "del", "skt5-nobrnf"], capture_output=True)
