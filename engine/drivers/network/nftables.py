@@ -1,7 +1,7 @@
 """The driver's nftables table, as one JSON batch built from state (golden-file testable).
 
-The whole table is replaced in a single `nft -j -f -` transaction ("add table; delete table;
-add table; ..."), so the kernel never sees a half-written ruleset and a rebuild after a crash
+The whole table is replaced in a single JSON transaction ("add table; delete table; add table;
+..."), run through libnftables in-process or `nft -j -f -` as a fallback, so the kernel never sees a half-written ruleset and a rebuild after a crash
 is the same code path as every change. Only the table named by the driver is ever touched.
 
 Layout (family ip):
@@ -9,9 +9,12 @@ Layout (family ip):
   output      nat/dstnat   fib daddr type local -> jump ports     (the host itself, 127.0.0.1)
   ports       one DNAT rule per published port
   postrouting nat/srcnat   egress masquerade per subnet; 127.0.0.0/8 -> bridge masquerade
-                           (route_localnet path); hairpin: DNATed traffic from a bridge back
-                           onto the bridge is masqueraded so replies return through the host
-  forward     filter       DNATed flows accepted first; then isolation between bridges
+                           (route_localnet path); hairpin: DNATed traffic from a subnet back
+                           onto its bridge is masqueraded so replies return through the host
+                           (needed without br_netfilter; with it, bridged DNAT also needs
+                           hairpin mode on the bridge ports, which the driver sets)
+  forward     filter       DNATed flows accepted first (published ports are reachable from
+                           every network); then isolation between bridges, internal networks
 """
 
 from __future__ import annotations
