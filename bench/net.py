@@ -1,6 +1,7 @@
 """Published-port throughput and publish/unpublish latency of the network driver (root).
 
-    python -m bench net [--mib 256] [--runs 5] [--out docs/bench-net.md]
+    python -m bench net [--mib 256] [--runs 5] [--dockerd] [--out FILE]
+    python -m bench.net ...   (the same, without the dispatcher)
 
 Paths compared in the same run, interleaved:
   direct          host -> container address (no NAT): the ceiling
@@ -363,3 +364,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(state, ignore_errors=True)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(fwd)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
