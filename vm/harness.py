@@ -119,7 +119,7 @@ class Run:
             for line in p.stdout:
                 out_lines.append(line)
                 if logf:
-                    logf.write(line)
+                    logf.write(time.strftime("%H:%M:%S ") + line)
                     logf.flush()
                 if echo:
                     sys.stdout.write("    " + line)
@@ -196,7 +196,7 @@ class Harness:
     def env(self) -> dict[str, str]:
         env = vagrant_env(self.box, self.accel, self.a.cpus, self.a.memory)
         if self.wheels:
-            env["SKIFF_VM_WHEELS"] = str(self.wheels)
+            env["SKIFF_VM_WHEELS"] = str(wheels.CURRENT)
         return env
 
     def vagrant(self, *args: str, log: Path | None = None, check: bool = True, echo: bool = False):
@@ -273,7 +273,7 @@ class Harness:
         with self.run.step("host", "wheelhouse (build or reuse)") as s:
             self.wheels, built = wheels.ensure(REPO, log=say)
             s.detail = f"{self.wheels.name} {'built' if built else 'cached'}"
-        saved = dict(self.box.env(), SKIFF_VM_WHEELS=str(self.wheels))
+        saved = dict(self.box.env(), SKIFF_VM_WHEELS=str(wheels.CURRENT))
         (RUN_ROOT / "state" / "box-env.json").write_text(json.dumps(saved))
 
     def up(self, k: str) -> None:
@@ -281,6 +281,11 @@ class Harness:
             hostutil.assign_ports(RUN_ROOT / "state" / "ports.json", MACHINES)
             self.vagrant("up", k, "--no-provision", log=self.kdir(k) / "vagrant-up.log")
             self.ssh_config(k)
+            # the tree is shared and live: if pyproject.toml changed since the wheelhouse was
+            # made, the synced source needs the new one
+            if self.wheels and wheels.key(REPO / "pyproject.toml")[:16] != self.wheels.name:
+                self.wheels, _ = wheels.ensure(REPO, log=say)
+                self.vagrant("rsync", k, log=self.kdir(k) / "vagrant-up.log")
             s.detail = f"accel={self.accel}, {self.a.cpus} vCPU, {self.a.memory} MiB"
 
     def provision(self, k: str) -> None:
@@ -394,6 +399,7 @@ class Harness:
     def tests_only(self) -> None:
         self.prepare_host()
         self.box = None
+        self.wheels, _ = wheels.ensure(REPO, log=say)
         for k in self.kernels:
             try:
                 with self.run.step(k, "rsync source"):
