@@ -525,3 +525,21 @@ def test_paths_without_br_netfilter(sysctls, require_root):
         }
     finally:
         subprocess.run(["ip", "netns", "del", "skt5-nobrnf"], capture_output=True)
+
+
+def test_ephemeral_ports_skip_reserved_and_exhaust(driver, monkeypatch):
+    """Empty host ports come from ip_local_port_range minus ip_local_reserved_ports (here a
+    narrowed view of both, so the test owns the ports it hands out)."""
+    from engine.drivers.network import driver as drv
+
+    monkeypatch.setattr(drv, "ephemeral_ports", lambda: (range(18700, 18704), {18700, 18702}))
+    d = driver()
+    got = []
+    for name in ("e1", "e2"):
+        s = d.connect(name, d.create_sandbox(name), port_bindings={"80/tcp": [{}]})
+        got.append(int(s["Ports"]["80/tcp"][0]["HostPort"]))
+    assert sorted(got) == [18701, 18703]
+    with pytest.raises(Conflict, match="port is already allocated"):
+        d.connect("e3", d.create_sandbox("e3"), port_bindings={"80/tcp": [{}]})
+    s = d.connect("e4", d.create_sandbox("e4"), port_bindings={"80/udp": [{}]})  # udp is apart
+    assert s["Ports"]["80/udp"][0]["HostPort"] in ("18701", "18703")
