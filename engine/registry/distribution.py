@@ -59,6 +59,7 @@ LAYER_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
 
+MAX_CONFIG = 32 << 20  # the config is read into memory: refuse absurd ones up front
 _inflight_lock = threading.Lock()
 _inflight: dict[tuple[int, str], Future] = {}  # (id(graph), digest) -> download
 
@@ -154,6 +155,9 @@ def _pull_content(g: Graph, reg: Registry, ref: reference.Reference, repo: str,
     if g.blobs.exists(config_digest):
         config_raw = g.blobs.read(config_digest)
     else:
+        if int(cdesc.get("size") or 0) > MAX_CONFIG:
+            raise InvalidParameter(f"{ref.familiar()}: image config of {cdesc.get('size')} "
+                                   f"bytes is larger than {MAX_CONFIG}")
         config_raw = retrying(lambda: reg.get_blob(repo, config_digest, cdesc.get("size")))
     config = json.loads(config_raw)
     diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
