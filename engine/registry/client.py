@@ -374,9 +374,12 @@ class Registry:
                                     f"{_err_text(resp)}")
             try:
                 for chunk in resp.iter_bytes(CHUNK):
+                    got += len(chunk)
+                    if size is not None and got > size:
+                        raise DigestMismatch(f"blob {digest} from {self.host}/{repo}: more "
+                                             f"than the {size} bytes its descriptor declares")
                     h.update(chunk)
                     out.write(chunk)
-                    got += len(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
             except httpx.TransportError as e:
