@@ -8,7 +8,7 @@ from pathlib import Path
 
 def main() -> int:
     names = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent))
+        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
         if m.name not in ("common", "__main__")
     )
     if len(sys.argv) < 2 or sys.argv[1] not in names:
