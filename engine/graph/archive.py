@@ -45,40 +45,6 @@ class LayerError(InvalidParameter):
     """A layer tar that is malformed or tries to reach outside its directory."""
 
 
-class _HashingReader(io.RawIOBase):
-    """Hashes (and counts) every byte read through it: the layer's diff ID comes for free."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        data = self.raw.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.hash.update(data)
-        self.count += n
-        return n
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.hash.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
-
-
 def decompressed(f: BinaryIO) -> BinaryIO:
     """A reader of the uncompressed tar, whatever compression (none, gzip, zstd) `f` has."""
     buf = f if isinstance(f, io.BufferedReader) else io.BufferedReader(_Raw(f), CHUNK)

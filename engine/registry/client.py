@@ -124,7 +124,6 @@ class Registry:
         self._tokens: dict[str, str] = {}
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._lock = threading.Lock()
-        self._pinged = False
 
     def close(self) -> None:
         self.client.close()
@@ -282,7 +281,6 @@ class Registry:
                 self._challenge = parse_challenge(resp.headers["www-authenticate"])
         elif resp.status_code != 200:
             raise RegistryError(f"{self.host} is not a v2 registry: {_err_text(resp)}")
-        self._pinged = True
 
     # -- manifests ----------------------------------------------------------------------------
     @staticmethod
