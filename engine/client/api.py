@@ -104,6 +104,8 @@ class RawResponse:
         return out
 
     def iter_body(self) -> Iterator[bytes]:
+        if self.status in (204, 304) or 100 <= self.status < 200 and self.status != 101:
+            return
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
                 size = int(self._read_until(b"\r\n").split(b";")[0] or b"0", 16)
@@ -148,10 +150,12 @@ class Client:
         else:
             raise APIError(0, f"unsupported host {self.host!r} (unix:// or tcp://)")
         self._http: Any = None
+        self._sock: socket.socket | None = None
 
     # plumbing -----------------------------------------------------------------------------
     @property
     def http(self) -> Any:
+        """An httpx client on the same socket, for callers that want httpx's API."""
         if self._http is None:
             import httpx
 
@@ -163,27 +167,63 @@ class Client:
     def url(self, path: str, params: dict | None = None) -> str:
         return f"/v{self.version}{path}{_qs(params)}"
 
+    def _send(self, sock: socket.socket, method: str, url: str, data: Any,
+              headers: dict | None) -> None:
+        """Write one request; an iterator body goes out chunked (load/import stream tars)."""
+        hdr = [f"{method} {url} HTTP/1.1", "Host: api.moby.localhost", "User-Agent: skiff"]
+        hdr += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if data is None or isinstance(data, bytes | bytearray):
+            body = bytes(data or b"")
+            hdr.append(f"Content-Length: {len(body)}")
+            sock.sendall(("\r\n".join(hdr) + "\r\n\r\n").encode() + body)
+            return
+        hdr.append("Transfer-Encoding: chunked")
+        sock.sendall(("\r\n".join(hdr) + "\r\n\r\n").encode())
+        for chunk in data:
+            if chunk:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+
     def request(self, method: str, path: str, params: dict | None = None, body: Any = None,
                 data: Any = None, headers: dict | None = None) -> Any:
-        """A request answered with JSON (or nothing); raises APIError on error statuses."""
-        import httpx
+        """A request answered with JSON (or nothing); raises APIError on error statuses.
 
-        try:
-            r = self.http.request(method, self.url(path, params),
-                                  content=json.dumps(body).encode() if body is not None
-                                  else data,
-                                  headers={"Content-Type": "application/json",
-                                           **(headers or {})} if body is not None
-                                  else headers)
-        except httpx.TransportError as e:
-            raise ConnectError(self.host, e) from None
-        if r.status_code >= 400:
-            raise _error(r.status_code, r.content)
-        if not r.content:
+        Plain sockets with keep-alive rather than httpx: the CLI starts for every command,
+        and importing httpx costs more than the whole request."""
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        url = self.url(path, params)
+        for attempt in (0, 1):
+            fresh = self._sock is None
+            if self._sock is None:
+                self._sock = self.connect()
+            try:
+                self._send(self._sock, method, url, data, headers)
+                r = RawResponse(self._sock)
+                content = r.read() if method != "HEAD" else b""
+                break
+            except (ConnectionError, OSError):
+                self._drop()
+                if fresh or attempt or not isinstance(data, bytes | None):
+                    raise ConnectError(self.host, ConnectionError("connection lost")) from None
+        if r.headers.get("connection", "").lower() == "close":
+            self._drop()
+        if r.status >= 400:
+            raise _error(r.status, content)
+        if not content:
             return None
         if "json" in r.headers.get("content-type", ""):
-            return r.json()
-        return r.content
+            return json.loads(content)
+        return content
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params)
@@ -196,20 +236,22 @@ class Client:
 
     def stream(self, method: str, path: str, params: dict | None = None, data: Any = None,
                headers: dict | None = None, body: Any = None) -> Iterator[bytes]:
-        """Raw body chunks of a streamed answer."""
-        import httpx
-
+        """Raw body chunks of a streamed answer, on a connection of its own."""
         if body is not None:
             data = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
+        sock = self.connect()
         try:
-            with self.http.stream(method, self.url(path, params), content=data,
-                                  headers=headers) as r:
-                if r.status_code >= 400:
-                    raise _error(r.status_code, r.read())
-                yield from r.iter_raw()
-        except httpx.TransportError as e:
-            raise ConnectError(self.host, e) from None
+            try:
+                self._send(sock, method, self.url(path, params), data, headers)
+                r = RawResponse(sock)
+            except OSError as e:
+                raise ConnectError(self.host, e) from None
+            if r.status >= 400:
+                raise _error(r.status, r.read())
+            yield from r.iter_body()
+        finally:
+            sock.close()
 
     def stream_json(self, method: str, path: str, params: dict | None = None, data: Any = None,
                     headers: dict | None = None) -> Iterator[dict]:
@@ -270,6 +312,7 @@ class Client:
         return r.sock, r.leftover()
 
     def close(self) -> None:
+        self._drop()
         if self._http is not None:
             self._http.close()
 
