@@ -99,3 +99,77 @@ def test_sigterm_is_graceful(d):
     assert not d.sock.exists()  # the socket is removed on the way out
     d.start()
     assert d.ping()
+
+
+def _pty_session(argv: list[str], script: list[tuple[bytes, bytes]], timeout: float = 20
+                 ) -> tuple[bytes, int]:
+    """Run argv on a pty; for each (wait_for, then_send) step wait for output, then type."""
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(argv[0], argv)
+    buf = b""
+
+    def read_until(token: bytes) -> None:
+        nonlocal buf
+        end = time.time() + timeout
+        while token not in buf and time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    d = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+
+    try:
+        for wait_for, send in script:
+            read_until(wait_for)
+            if send:
+                os.write(fd, send)
+        read_until(b"\x00never")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return buf, os.waitstatus_to_exitcode(status)
+
+
+def test_skiff_run_it_in_a_real_terminal(d):
+    import sys
+
+    argv = [sys.executable, "-m", "engine.client.cli", "-H", d.host, "run", "-it", "--rm",
+            "busybox", "sh"]
+    out, rc = _pty_session(argv, [(b"#", b"stty size; echo $((6*7))\r"), (b"42", b"exit 4\r")])
+    assert b"42" in out and rc == 4
+
+
+def test_skiff_detach_keys_leave_the_container_running(d):
+    import sys
+
+    argv = [sys.executable, "-m", "engine.client.cli", "-H", d.host, "run", "-it",
+            "--name", "skt4c-det", "busybox", "sh"]
+    out, rc = _pty_session(argv, [(b"#", b"\x10\x11")], timeout=10)
+    assert rc == 0
+    c = Client(d.host)
+    try:
+        assert c.get("/containers/skt4c-det/json")["State"]["Running"] is True
+    finally:
+        c.delete("/containers/skt4c-det", force=1)
+
+
+def test_skiff_exec_it(d):
+    import sys
+
+    ok(d.skiff("run", "-d", "--name", "skt4c-ex", "busybox", "sleep", "300"))
+    try:
+        argv = [sys.executable, "-m", "engine.client.cli", "-H", d.host, "exec", "-it",
+                "skt4c-ex", "sh"]
+        out, rc = _pty_session(argv, [(b"#", b"tty; exit 2\r")])
+        assert b"/dev/pts/" in out and rc == 2
+    finally:
+        d.skiff("rm", "-f", "skt4c-ex")
