@@ -165,3 +165,20 @@ def test_volumes(d):
     assert err(lambda: c.post("/volumes/create", {"Driver": "nfs"}))[0] == 400
     c.delete("/volumes/skt4v")
     assert err(lambda: c.get("/volumes/skt4v"))[0] == 404
+
+
+def test_prunes_and_df(d):
+    c, b = d
+    b.images.pull("busybox:latest")
+    cid = c.post("/containers/create", {"Image": "busybox", "Cmd": ["exit", "0"]})["Id"]
+    c.post(f"/containers/{cid}/start")
+    live = c.post("/containers/create", {"Image": "busybox", "Cmd": ["sleep"]})["Id"]
+    c.post(f"/containers/{live}/start")
+    assert c.post("/containers/prune")["ContainersDeleted"] == [cid]
+    assert c.post("/images/prune")["ImagesDeleted"] == []  # busybox is tagged
+    c.post("/volumes/create", {"Name": "pv"})
+    assert c.post("/volumes/prune")["VolumesDeleted"] == ["pv"]
+    c.post("/networks/create", {"Name": "pn"})
+    assert c.post("/networks/prune")["NetworksDeleted"] == ["pn"]
+    df = c.get("/system/df")
+    assert [x["Id"] for x in df["Containers"]] == [live] and df["Images"]

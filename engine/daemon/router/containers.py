@@ -361,8 +361,22 @@ def routes(b: Backends) -> list:
         eng.run("container.rename", fn, name, new.lstrip("/"))
         return Response(204)
 
+    def prune(req: Request) -> Response:
+        m = cm()
+        deleted = []
+        for ct in m.list(all=True, filters=filters(req.json_arg("filters"))):
+            if ct.get("State") in ("exited", "created", "dead"):
+                try:
+                    eng.run("container.remove", m.remove, ct["Id"])
+                    deleted.append(ct["Id"])
+                except Exception:  # noqa: BLE001 - prune is best effort, like docker's
+                    continue
+        eng.emit("container", "prune", "", {"reclaimed": "0"})
+        return Response.json({"ContainersDeleted": deleted, "SpaceReclaimed": 0})
+
     n = "{name}"
     return [
+        ("POST", "/containers/prune", prune),
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_),
         ("GET", f"/containers/{n}/json", inspect),

@@ -281,7 +281,23 @@ def routes(b: Backends) -> list:
 
         return Stream(gen(), content_type="application/x-tar")
 
+    def prune(req: Request) -> Response:
+        flt = filters(req.json_arg("filters"))
+        dangling_only = (flt.get("dangling") or ["true"])[0].lower() in ("true", "1")
+        graph = g()
+        deleted: list[dict] = []
+        for img in list(graph.list()):
+            tags = [t for t in (img.repo_tags or []) if t != "<none>:<none>"]
+            if dangling_only and tags:
+                continue
+            try:
+                deleted += eng.run("image.remove", graph.remove, img.id) or []
+            except Exception:  # noqa: BLE001 - images in use stay
+                continue
+        return Response.json({"ImagesDeleted": deleted, "SpaceReclaimed": 0})
+
     return [
+        ("POST", "/images/prune", prune),
         ("POST", "/images/create", create),
         ("POST", "/images/load", load),
         ("GET", "/images/json", list_),

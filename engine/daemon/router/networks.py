@@ -111,7 +111,20 @@ def routes(b: Backends) -> list:
         eng.run(f"network.{action}", fn, container, id)
         return Response(200)
 
+    def prune(req: Request) -> Response:
+        deleted = []
+        for n in list(nd().list_networks()):
+            if n.get("Name") in ("bridge", "host", "none") or n.get("Containers"):
+                continue
+            try:
+                eng.run("network.remove", nd().remove_network, n["Name"])
+                deleted.append(n["Name"])
+            except Exception:  # noqa: BLE001 - best effort
+                continue
+        return Response.json({"NetworksDeleted": deleted})
+
     return [
+        ("POST", "/networks/prune", prune),
         ("GET", "/networks", list_),
         ("GET", "/networks/{id}", inspect),
         ("POST", "/networks/create", create),

@@ -73,7 +73,19 @@ def routes(b: Backends) -> list:
     def jobs(req: Request) -> Response:
         return Response.json([j.to_dict() for j in b.engine.jobs(all=req.bool("all"))])
 
+    def df(req: Request) -> Response:
+        imgs = [i.to_docker() for i in b.images.list()] if b.images is not None else []
+        cts = b.containers.list(all=True, size=True) if b.containers is not None else []
+        vols = []
+        if b.containers is not None and getattr(b.containers, "volumes", None) is not None:
+            vols = [dict(v, UsageData={"Size": -1, "RefCount": -1})
+                    for v in b.containers.volumes.list()]
+        return Response.json({"LayersSize": sum(i.get("Size", 0) for i in imgs),
+                              "Images": imgs, "Containers": cts, "Volumes": vols,
+                              "BuildCache": []})
+
     return [
+        ("GET", "/system/df", df),
         ("GET", "/_ping", ping),
         ("HEAD", "/_ping", ping),
         ("GET", "/version", version),

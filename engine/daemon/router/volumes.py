@@ -51,7 +51,18 @@ def routes(b: Backends) -> list:
         eng.emit("volume", "destroy", name, {"driver": "local"})
         return Response(204)
 
+    def prune(req: Request) -> Response:
+        deleted = []
+        for v in list(b.volumes.list()):
+            try:
+                _remove(b.volumes, v["Name"], False)
+                deleted.append(v["Name"])
+            except Exception:  # noqa: BLE001 - volumes in use stay
+                continue
+        return Response.json({"VolumesDeleted": deleted, "SpaceReclaimed": 0})
+
     return [
+        ("POST", "/volumes/prune", prune),
         ("GET", "/volumes", list_),
         ("POST", "/volumes/create", create),
         ("GET", "/volumes/{name}", inspect),
