@@ -210,8 +210,18 @@ class Harness:
     def ssh_config(self, kernel: str) -> Path:
         out = self.vagrant("ssh-config", kernel).stdout
         path = RUN_ROOT / "state" / f"{kernel}.ssh-config"
+        # one multiplexed connection for every ssh user (testinfra runs one ssh per check:
+        # 74 s for the verify step without, a few seconds with)
+        out = out.rstrip("\n") + (f"\n  ControlMaster auto\n  ControlPath {RUN_ROOT}/cm-%C\n"
+                                   "  ControlPersist 60s\n")
         path.write_text(out)
         return path
+
+    def ssh_close(self, kernel: str) -> None:
+        cfg = RUN_ROOT / "state" / f"{kernel}.ssh-config"
+        if cfg.exists():
+            subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", kernel], capture_output=True,
+                           timeout=30, check=False)
 
     def ssh(self, kernel: str, command: str, **kw) -> subprocess.CompletedProcess[str]:
         cfg = RUN_ROOT / "state" / f"{kernel}.ssh-config"
@@ -320,6 +330,7 @@ class Harness:
                     # the venv's bin first, as in a tox env (skiff, skiffd, skiff-runc)
                     f"sudo env PATH=/opt/skiff-venv/bin:/usr/local/sbin:/usr/local/bin:"
                     f"/usr/sbin:/usr/bin:/sbin:/bin SKIFF_HYPOTHESIS_PROFILE=ci "
+                    f"timeout -k 30 {self.a.suite_timeout} "
                     f"/opt/skiff-venv/bin/pytest tests/{suite} --target local -p no:cacheprovider "
                     f"-o junit_family=xunit2 --junitxml={GUEST_RESULTS}/{suite}.xml {prof} {extra} "
                     f"2>&1 | sudo tee {GUEST_RESULTS}/{suite}.log; exit ${{PIPESTATUS[0]}}"
@@ -329,6 +340,8 @@ class Harness:
                 summary = next((ln for ln in reversed(r.stdout.splitlines())
                                 if ln.startswith("=") and " in " in ln), "")
                 s.detail = summary.strip("= ") or f"exit {r.returncode}"
+                if r.returncode == 124:
+                    s.detail = f"timed out after {self.a.suite_timeout} s; {s.detail}"
                 if r.returncode not in (0, 5):  # 5: no tests collected
                     self.ok = False
                     raise StepFailed(f"pytest tests/{suite} exit {r.returncode}: {s.detail}")
@@ -364,6 +377,7 @@ class Harness:
     def destroy(self, k: str) -> None:
         with self.run.step(k, "destroy"):
             self.copy_serial(k)
+            self.ssh_close(k)
             self.vagrant("destroy", "-f", k, log=self.kdir(k) / "destroy.log", check=False)
             for d in lv.domains(PREFIX + k):
                 lv.virsh("destroy", d)
@@ -468,6 +482,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     type=lambda s: [x for x in s.split(",") if x])
     ap.add_argument("--cpus", type=int, default=int(os.environ.get("SKIFF_VM_CPUS", "2")))
     ap.add_argument("--memory", type=int, default=int(os.environ.get("SKIFF_VM_MEMORY", "2048")))
+    ap.add_argument("--suite-timeout", type=int,
+                    default=int(os.environ.get("SKIFF_VM_SUITE_TIMEOUT", "2400")),
+                    help="seconds per suite in the VM before it is stopped (default 2400)")
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--no-bootstrap", action="store_true",
                     help="do not run scripts/bootstrap-vm (host packages already there)")
