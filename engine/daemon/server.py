@@ -73,6 +73,8 @@ class BodyReader:
         self.eof = False
 
     def _fill(self) -> bool:
+        if self._c.h.they_are_waiting_for_100_continue:  # curl -T, big uploads
+            self._c.send(h11.InformationalResponse(status_code=100, headers=[]))
         while not self.eof:
             ev = self._c.next_event()
             if isinstance(ev, h11.Data):

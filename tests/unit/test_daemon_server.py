@@ -120,3 +120,25 @@ def test_skiffd_flags_and_defaults():
     assert a.host == ["unix:///run/skt4/x.sock", "tcp://127.0.0.1:2399"]
     assert (a.storage_driver, a.bridge, a.nft_table, a.cgroup_parent) == (
         "vfs", "skt4br0", "skt4", "skt4")
+
+
+def test_expect_100_continue_gets_a_100(tmp_path):
+    r = Router()
+    r.add("POST", "/echo", lambda req: Response(200, req.data(), "text/plain"))
+    path = str(tmp_path / "d.sock")
+    srv = Server(r, [Server.listen(path, group=None)])
+    srv.start()
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 100")
+        s.sendall(b"hello")
+        buf = b""
+        while not buf.endswith(b"hello"):
+            buf += s.recv(100)
+        assert b"200 OK" in buf
+    finally:
+        srv.shutdown()
