@@ -97,3 +97,14 @@ def test_events_and_networks_volumes(cli):
     v = c.volumes.create("dpv")
     assert v.name == "dpv" and [x.name for x in c.volumes.list()] == ["dpv"]
     v.remove()
+
+
+def test_old_api_version_1_24_still_works():
+    with fake_daemon() as (path, b):
+        b.images.pull("busybox:latest")
+        c = docker.DockerClient(base_url="unix://" + path, version="1.24", timeout=20)
+        try:
+            assert c.containers.run("busybox", ["echo", "old"], remove=True) == b"old\n"
+            assert c.api.inspect_image("busybox")["RepoTags"] == ["busybox:latest"]
+        finally:
+            c.close()
