@@ -289,9 +289,7 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
     _preimport(proc)
     os.setsid()
     if stdio is not None:
-        for i, fd in enumerate(stdio):
-            if fd != i:
-                os.dup2(fd, i)
+        _install_stdio(stdio)
     if "mount" in L.namespaces and L.namespaces["mount"] is None:
         rootfs.setup(spec)
     if spec.hostname:
@@ -339,6 +337,15 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
         os._exit(127 if e.errno == 2 else 126)
 
 
+def _install_stdio(stdio: tuple[int, int, int]) -> None:
+    """dup2 the caller's fds onto 0, 1, 2 (via copies, so (1, 0, 2) and the like work)."""
+    copies = [os.dup(fd) for fd in stdio]
+    for i, fd in enumerate(copies):
+        os.dup2(fd, i)
+    for fd in copies:
+        os.close(fd)
+
+
 def _preimport(proc: Process) -> None:
     """Import now what the steps after pivot_root need: the host's stdlib is gone by then."""
     import fcntl  # noqa: F401
@@ -366,9 +373,7 @@ def exec_stage2(ch: Channel, proc: Process, bpf: bytes | None, in_userns: bool,
     """A process joining a running container (after setns in stage 1), until execve."""
     os.setsid()
     if stdio is not None:
-        for i, fd in enumerate(stdio):
-            if fd != i:
-                os.dup2(fd, i)
+        _install_stdio(stdio)
     master = None
     if proc.terminal:
         from . import console

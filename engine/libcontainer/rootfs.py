@@ -81,8 +81,9 @@ def _mount_cgroup(m: Mount, dest: str, cgroupns: bool, in_userns: bool = False) 
     if not any(fs == "cgroup" for _, fs, _ in hier):  # pure v2
         if cgroupns:
             sc.mount("cgroup2", dest, "cgroup2", flags | ro)
-        else:
-            sc.mount("/sys/fs/cgroup", dest, None, sc.MS_BIND | sc.MS_REC)
+        else:  # only the container's own cgroup, as runc
+            own = _own_cgroups().get("", "/")
+            sc.mount("/sys/fs/cgroup" + own.rstrip("/"), dest, None, sc.MS_BIND | sc.MS_REC)
             if ro:
                 sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | flags)
         return
