@@ -328,3 +328,24 @@ def test_jobs_record_container_operations(d):
     c.post(f"/containers/{cid}/start")
     names = [j.name for j in b.engine.jobs(all=True)]
     assert "container.create" in names and "container.start" in names
+
+
+def test_logs_follow_client_leaving_frees_the_connection(d):
+    c, b = d
+    cid = create(c, ["sleep"])
+    c.post(f"/containers/{cid}/start")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(c.unix)
+    s.sendall(f"GET /v1.44/containers/{cid}/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+              .encode())
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    s.close()
+    from engine.daemon.router import ticking
+
+    def slow():
+        yield b"a"
+        time.sleep(0.3)
+        yield b"b"
+
+    assert [x for x in ticking(slow(), tick=0.1) if x is not None] == [b"a", b"b"]
+    assert None in list(ticking(slow(), tick=0.1))

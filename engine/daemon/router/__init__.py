@@ -12,7 +12,7 @@ import json
 import platform
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +142,56 @@ def progress_stream(run: Callable[[Callable[[dict], None]], Any],
             msg = str(val) or type(val).__name__
             yield json_line({"errorDetail": {"message": msg}, "error": msg})
             return
+
+
+def ticking(items: Iterable[bytes], tick: float = 1.0) -> Iterator[bytes | None]:
+    """Yield items from a blocking iterator, with None on every quiet `tick`.
+
+    Why: `logs -f` blocks in the backend until the container writes; the idle ticks let the
+    server notice a client that went away and free the connection. The producer thread ends
+    with the next item (or the container's end) once nobody reads."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
+    gone = threading.Event()
+
+    def producer() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if gone.is_set():
+                    break
+                q.put(("i", item))
+            q.put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the reader
+            q.put(("err", e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    threading.Thread(target=producer, daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, val = q.get(timeout=tick)
+            except queue.Empty:
+                yield None
+                continue
+            if kind == "i":
+                yield val
+            elif kind == "end":
+                return
+            else:
+                raise val
+    finally:
+        gone.set()
+        while not q.empty():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
 
 
 def host_info() -> dict[str, str]:

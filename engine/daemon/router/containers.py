@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from engine.daemon.errors import Conflict, InvalidParameter
-from engine.daemon.router import Backends, filters, str_list, want
+from engine.daemon.router import Backends, filters, str_list, ticking, want
 from engine.daemon.server import Hijack, Request, Response, Stream
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -293,7 +293,7 @@ def routes(b: Backends) -> list:
                     since=since or 0, until=until or 0, timestamps=req.bool("timestamps"),
                     tail=tail_n)
         ctype = RAW if tty or not req.version_at_least("1.42") else MUX
-        return Stream(it, content_type=ctype)
+        return Stream(ticking(it) if req.bool("follow") else it, content_type=ctype)
 
     def resize(req: Request, name: str) -> Response:
         h, w = req.int("h", 0), req.int("w", 0)
