@@ -254,8 +254,15 @@ class Harness:
             if not self.a.no_bootstrap:
                 self.run.sh(["bash", str(REPO / "scripts" / "bootstrap-vm")],
                             log=self.run.results / "host.log")
-            self.run.kvm_restore = lv.fix_kvm_access(log=say)
-            self.run.daemons_started = lv.ensure_daemons(log=say)
+            # what an earlier --keep run changed on the host is ours to undo at the end
+            host_state = RUN_ROOT / "state" / "host.json"
+            earlier = json.loads(host_state.read_text()) if host_state.exists() else {}
+            kvm = lv.fix_kvm_access(log=say)
+            self.run.kvm_restore = kvm or (tuple(earlier["kvm"]) if earlier.get("kvm") else None)
+            self.run.daemons_started = earlier.get("daemons", []) + lv.ensure_daemons(log=say)
+            host_state.parent.mkdir(parents=True, exist_ok=True)
+            host_state.write_text(json.dumps({"daemons": self.run.daemons_started,
+                                              "kvm": self.run.kvm_restore}))
             lv.ensure_pool(POOL, POOL_PATH)
             (RUN_ROOT / "state").mkdir(parents=True, exist_ok=True)
 
@@ -445,9 +452,11 @@ class Harness:
                 self.ok = False
                 say(f"sweep failed: {e}")
             if self.run.daemons_started:
-                with self.run.step("host", "stop libvirtd/virtlogd started by this run"):
+                with self.run.step("host", "stop libvirtd/virtlogd started by the harness"):
                     lv.stop_daemons(self.run.daemons_started, log=say)
             lv.restore_kvm_access(self.run.kvm_restore)
+            with contextlib.suppress(FileNotFoundError):
+                (RUN_ROOT / "state" / "host.json").unlink()
 
     def summary(self) -> str:
         rows = [(s.kernel, s.name, s.status, f"{s.seconds:.1f}", s.detail) for s in self.run.steps]

@@ -95,6 +95,12 @@ def ensure_daemons(log=print) -> list[int]:
 def stop_daemons(pids: list[int], log=print) -> None:
     """Stop the daemons this run started (by pid, libvirtd before virtlogd)."""
     for pid in reversed(pids):
+        try:  # pids may come from an earlier --keep run: make sure it is still our daemon
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm not in ("libvirtd", "virtlogd"):
+            continue
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
