@@ -58,6 +58,9 @@ def test_create_returns_201_id_and_warnings(d):
     ({"Image": "busybox", "HostConfig": []}, "HostConfig"),
     ({}, "image"),
     ([], "object"),
+    ({"Image": "busybox", "HostConfig": {"NanoCpus": 10**15}}, "Range of CPUs"),
+    ({"Image": "busybox", "HostConfig": {"ShmSize": -5}}, "ShmSize"),
+    ({"Image": "busybox", "HostConfig": {"OomScoreAdj": 5000}}, "oom score"),
 ])
 def test_create_rejects_bad_bodies_with_400(d, body, word):
     c, b = d

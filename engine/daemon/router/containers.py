@@ -4,6 +4,7 @@ update, rm. The backend is engine.containers.ContainerManager (CONTRACTS.md)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal as _signal
 import threading
@@ -102,8 +103,16 @@ def validate_create(body: Any) -> tuple[dict, dict, dict]:
     if swap > 0 and not mem:
         raise InvalidParameter("You should always set the Memory limit when using Memoryswap "
                                "limit, see usage")
-    if (hc.get("NanoCpus") or 0) < 0:
-        raise InvalidParameter(f"invalid CPU count {hc['NanoCpus'] / 1e9}")
+    ncpu = os.cpu_count() or 1
+    if (hc.get("NanoCpus") or 0) < 0 or (hc.get("NanoCpus") or 0) > ncpu * 10**9:
+        raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                               f"{ncpu} CPUs available")
+    for k in ("ShmSize", "CpuPeriod", "CpuQuota", "BlkioWeight"):
+        if (hc.get(k) or 0) < 0 and not (k == "CpuQuota" and hc.get(k) == -1):
+            raise InvalidParameter(f"invalid HostConfig.{k} {hc[k]}: must not be negative")
+    if hc.get("OomScoreAdj") is not None and not -1000 <= hc["OomScoreAdj"] <= 1000:
+        raise InvalidParameter(f"Invalid value {hc['OomScoreAdj']}, range for oom score adj "
+                               "is [-1000, 1000]")
     if (hc.get("CpuShares") or 0) < 0:
         raise InvalidParameter(f"invalid CPU shares {hc['CpuShares']}: must be positive")
     if hc.get("NanoCpus") and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
