@@ -41,11 +41,25 @@ def _cgroup_parent():
             pass
 
 
+@pytest.fixture(scope="module")
+def rootfs(busybox_image):
+    """A private copy of the busybox rootfs: mount points that containers create stay out of
+    the shared image cache, and the container's mapped root (userns) can traverse the path."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="skt1-rootfs-")
+    os.chmod(d, 0o755)
+    subprocess.run(["cp", "-a", str(busybox_image / "rootfs"), d], check=True)
+    yield Path(d) / "rootfs"
+    shutil.rmtree(d)
+
+
 class Env:
     """A state root plus a helper to write bundles that reference the busybox rootfs."""
 
-    def __init__(self, image: Path, tmp: Path) -> None:
-        self.image, self.tmp = image, tmp
+    def __init__(self, rootfs: Path, tmp: Path) -> None:
+        self.rootfs, self.tmp = rootfs, tmp
         self.root = f"/run/skt1-{uuid.uuid4().hex[:8]}"
         self.ids: list[str] = []
 
@@ -57,7 +71,7 @@ class Env:
     def bundle(self, args: list[str], terminal: bool = False, **kw) -> tuple[str, str]:
         cid = self.new_id()
         cfg = default_spec()
-        cfg["root"]["path"] = str(self.image / "rootfs")
+        cfg["root"]["path"] = str(self.rootfs)
         cfg["process"]["args"] = args
         cfg["process"]["terminal"] = terminal
         cfg["linux"]["cgroupsPath"] = f"/skt1/{cid}"
@@ -99,8 +113,8 @@ class Env:
 
 
 @pytest.fixture
-def env(busybox_image, tmp_path):
-    e = Env(busybox_image, tmp_path)
+def env(rootfs, tmp_path):
+    e = Env(rootfs, tmp_path)
     yield e
     e.cleanup()
 
@@ -213,22 +227,8 @@ def test_rlimits_env_cwd(env):
     assert r.stdout.splitlines() == ["321", "654", "bar baz", "/etc"], r.stderr
 
 
-@pytest.fixture
-def open_rootfs(busybox_image):
-    """A copy of the rootfs on a path the container's mapped root (uid 200000) can traverse."""
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp(prefix="skt1-userns-")
-    os.chmod(d, 0o755)
-    subprocess.run(["cp", "-a", str(busybox_image / "rootfs"), d], check=True)
-    yield os.path.join(d, "rootfs")
-    shutil.rmtree(d)
-
-
-def test_user_namespace_mapping(env, open_rootfs):
+def test_user_namespace_mapping(env):
     def mutate(c):
-        c["root"]["path"] = open_rootfs
         c["linux"]["namespaces"].append({"type": "user"})
         c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
         c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
@@ -459,7 +459,7 @@ def test_memory_oom_kill_reported(env):
 
     cfg = default_spec()
     cid = env.new_id()
-    cfg["root"]["path"] = str(env.image / "rootfs")
+    cfg["root"]["path"] = str(env.rootfs)
     cfg["process"]["terminal"] = False
     cfg["process"]["args"] = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1"]
     cfg["linux"]["cgroupsPath"] = f"/skt1/{cid}"
@@ -493,7 +493,7 @@ def _in_subprocess(root: str, cid: str, bundle: str, cfg: dict) -> dict:
 def test_library_create_load_wait(env):
     cfg = default_spec()
     cid = env.new_id()
-    cfg["root"]["path"] = str(env.image / "rootfs")
+    cfg["root"]["path"] = str(env.rootfs)
     cfg["process"]["terminal"] = False
     cfg["process"]["args"] = ["sh", "-c", "exit 9"]
     cfg["linux"]["cgroupsPath"] = f"/skt1/{cid}"
