@@ -41,7 +41,7 @@ def default_host() -> str:
 def _qs(params: dict[str, Any] | None) -> str:
     if not params:
         return ""
-    items = []
+    items: list[tuple[str, str]] = []
     for k, v in params.items():
         if v is None:
             continue
@@ -137,7 +137,7 @@ class Client:
         self.version = version
         self.timeout = timeout
         if self.host.startswith("unix://") or self.host.startswith("/"):
-            self.unix = self.host[len("unix://"):] if self.host.startswith("unix://") \
+            self.unix: str | None = self.host[len("unix://"):] if self.host.startswith("unix://") \
                 else self.host
             self.tcp: tuple[str, int] | None = None
             self._base = "http://api.moby.localhost"

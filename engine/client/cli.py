@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--version", action="store_true", help="print the client version")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    def cmd(name: str, fn: Callable, help: str, aliases: tuple[str, ...] = ()
+    def cmd(name: str, fn: Callable | None, help: str, aliases: tuple[str, ...] = ()
             ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, aliases=list(aliases), add_help=True,
                             conflict_handler="resolve")
@@ -614,7 +614,7 @@ def container_body(a: argparse.Namespace) -> tuple[dict, str | None]:
                        "ReadOnly": kv.get("readonly", kv.get("ro", "false")) in ("true", "1")})
     if mounts:
         hc["Mounts"] = mounts
-    volumes = {v: {} for v in a.volume if ":" not in v}
+    volumes: dict[str, dict] = {v: {} for v in a.volume if ":" not in v}
     interactive = a.interactive
     body: dict[str, Any] = {
         "Hostname": a.hostname or "",
@@ -1122,6 +1122,7 @@ def cmd_tag(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_load(c: Client, a: argparse.Namespace) -> int:
+    f: Any
     if a.input:
         f = open(a.input, "rb")
     else:

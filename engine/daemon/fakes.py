@@ -7,6 +7,7 @@ interfaces with fake implementations), so anyone can start one with `fake_daemon
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import io
@@ -248,8 +249,12 @@ class FakeContainers:
             c.cv.wait_for(lambda: c.status != "created", timeout=5)
         while True:
             with c.cv:
-                c.cv.wait_for(lambda n=sent: len(c.output) > n or c.status != "running",
-                              timeout=5)
+                n = sent
+
+                def more(n: int = n) -> bool:
+                    return len(c.output) > n or c.status != "running"
+
+                c.cv.wait_for(more, timeout=5)
                 chunk = c.output[sent:]
                 sent = len(c.output)
                 ended = c.status != "running"
@@ -428,7 +433,8 @@ class FakeGraph:
     def tag(self, src: str, ref: str) -> None:
         self.get(src).repo_tags.append(ref)
 
-    def remove(self, ref: str, force: bool = False, prune: bool = True) -> list[dict]:
+    def remove(self, ref: str, force: bool = False, prune: bool = True
+               ) -> builtins.list[dict]:
         img = self.get(ref)
         out: list[dict] = []
         if ref in img.repo_tags and len(img.repo_tags) > 1:

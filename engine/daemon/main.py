@@ -86,7 +86,11 @@ def build_backends(args: argparse.Namespace):
         except ImportError:
             from engine.containers.manager import ContainerManager
 
-        m = ContainerManager(root, exec_root, images, networks, engine.emit,
+        def emit(type: str, action: str, actor_id: str, attributes: dict | None = None
+                 ) -> None:
+            engine.emit(type, action, actor_id, attributes)
+
+        m = ContainerManager(root, exec_root, images, networks, emit,
                              cgroup_parent=args.cgroup_parent)
         m.restore()
         return m

@@ -17,6 +17,7 @@ Handlers return one of three answers:
 
 from __future__ import annotations
 
+import builtins
 import http
 import json
 import logging
@@ -144,7 +145,7 @@ class Request:
             return default
         return v.strip().lower() not in ("", "0", "false", "no", "off")
 
-    def int(self, name: str, default: int | None = None) -> int | None:
+    def int(self, name: str, default: builtins.int | None = None) -> builtins.int | None:
         v = self.arg(name)
         if v is None or v == "":
             return default
@@ -164,7 +165,7 @@ class Request:
         except ValueError:
             raise errmap.InvalidParameter(f"invalid {name} JSON: {v!r}") from None
 
-    def version_at_least(self, v: str) -> bool:
+    def version_at_least(self, v: str) -> builtins.bool:
         return vtuple(self.version) >= vtuple(v)
 
 
