@@ -233,7 +233,8 @@ class FakeContainers:
                stderr: bool, stream: bool = True, logs: bool = False) -> None:
         c = self.get(ref)
         tty = bool(c.config.get("Tty"))
-        sent = 0 if logs else len(c.output)
+        # a run that ended before this attach was served (docker run races) still streams
+        sent = 0 if logs or c.exits <= 1 else len(c.output)
         cmd = c.config.get("Cmd") or []
         if stdin and cmd[:1] == ["cat"]:
             # echo stdin back as the container's stdout until EOF, then exit 0
