@@ -203,6 +203,9 @@ def main(argv: list[str]) -> int:
             s.samples.append(concurrent_runs(host, a.concurrent, tag))
             conc.append(s)
         sk_rss_after = rss_kb(skiffd.proc.pid)  # type: ignore[union-attr]
+    except Exception:
+        print("skiffd log:\n" + skiffd.log_tail(), file=sys.stderr)
+        raise
     finally:
         dockerd.stop()
         skiffd.cleanup()
