@@ -239,7 +239,8 @@ class Container:
             os.close(fifo_fd)
             fifo_fd = -1
             trace("forked")
-            init = self._handshake(ch, s, pid1, write_id_maps, console_socket)
+            init = self._handshake(ch, s, pid1, write_id_maps, console_socket,
+                                   early_go=s.linux.namespaces.get("user", 0) is not None)
             trace("init ready")
         finally:
             ch.close()
@@ -262,11 +263,20 @@ class Container:
             run_hooks(name, hooks, self.state(), fatal)
 
     def _handshake(self, ch, s: Spec, pid1: int, write_id_maps, console_socket,
-                   expect_pid: bool = True) -> int:
+                   expect_pid: bool = True, early_go: bool = False) -> int:
         """Serve the stages' messages until the init is ready AND its pid is known (stage 1's
         "pid" and stage 2's "ready" race each other on the channel)."""
         init = 0
         ready = False
+        early_err: OSError | None = None
+        if early_go:
+            trace("stage 1 forked")
+            try:
+                self.manager.apply(pid1)
+                ch.send(t="go")
+            except OSError as e:  # stage 1 already failed: its message says why
+                early_err = e
+            trace("cgroup applied")
         while True:
             msg, fd = ch.recv()
             if msg is None:
@@ -302,6 +312,8 @@ class Container:
                 return init
             elif t == "error":
                 raise SystemError_(str(msg.get("msg")))
+        if early_err is not None:
+            raise early_err
         raise SystemError_("container init exited before it was ready" if not ready
                            else "stage 1 exited without reporting the init's pid")
 
@@ -487,7 +499,8 @@ class Container:
             self._pids.append(pid1)
             ch.close_child_ends()
             try:
-                pid = self._handshake(ch, s, pid1, lambda *_: None, console_socket)
+                pid = self._handshake(ch, s, pid1, lambda *_: None, console_socket,
+                                      early_go=True)
             except BaseException:
                 for p in reversed(self._pids):
                     try:
