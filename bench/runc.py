@@ -16,6 +16,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from bench.common import interleave, run_cmd, table
+from bench.common import Series, interleave, run_cmd, table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,6 +97,18 @@ def main(argv: list[str]) -> int:
                                      f"{hide}exec crun --root {roots['crun']} run -b {b} "
                                      "crunbench"])
     baseline = "runc run" if "runc run" in cases else next(iter(cases))
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+
+    def with_cpu(name: str, fn):
+        """CPU time of the runtime and every child it waited for: less load-sensitive."""
+        def go() -> None:
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            fn()
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+        return go
+
+    cases = {name: with_cpu(name, fn) for name, fn in cases.items()}
     try:
         series = interleave(cases, a.runs, warmup=a.warmup)
     finally:
@@ -109,6 +122,9 @@ def main(argv: list[str]) -> int:
             except OSError:
                 pass
     out = table(series, baseline)
+    cpu_series = [Series(name, samples[a.warmup:]) for name, samples in cpu.items()]
+    out += "\n\nCPU time (user+sys of the runtime and its children):\n\n" + table(
+        cpu_series, baseline)
     versions = []
     for tool in ("runc", "crun"):
         if shutil.which(tool):

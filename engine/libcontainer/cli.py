@@ -296,9 +296,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    import json
-
     from .container import Container, list_containers, trace
+
+    if args.cmd not in ("create", "run", "start", "kill", "delete"):
+        import json  # noqa: F401 - the real module (indent=2): not on the start path
+    else:
+        from . import fastjson as json  # type: ignore[no-redef]  # noqa: F401
 
     trace("imports done")
 

@@ -8,11 +8,11 @@ validated config and the cgroup path. <root>/<id>/exec.fifo exists while the con
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
+from . import fastjson as json
 from .errors import (
     ConfigError,
     ContainerExists,
@@ -148,7 +148,7 @@ class Container:
     def _save(self) -> None:
         st = {k: v for k, v in self._st.items() if k != "config"}  # config has its own file
         tmp = os.path.join(self.dir, STATE_FILE + ".tmp")
-        _write(tmp, json.dumps(st).encode())
+        _write(tmp, json.dumps(st, compact=True).encode())
         os.rename(tmp, os.path.join(self.dir, STATE_FILE))
 
     # ------------------------------------------------------------------ create / load
@@ -156,7 +156,7 @@ class Container:
     def load(cls, root: str, cid: str) -> Container:
         try:
             with open(os.path.join(root, cid, STATE_FILE)) as f:
-                st = json.load(f)
+                st = json.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             raise ContainerNotFound(cid) from None
         return cls(root, cid, st)

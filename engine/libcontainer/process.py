@@ -15,10 +15,10 @@ must be handed over), one JSON message per write. Any failure in a stage is sent
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
+from . import fastjson as json
 from . import syscalls as sc
 from .errors import SystemError_
 from .spec import NAMESPACES, NS_PROC_NAME, Process, Spec

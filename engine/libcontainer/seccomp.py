@@ -8,8 +8,9 @@ the cached program with prctl(PR_SET_SECCOMP) through syscalls.py.
 
 from __future__ import annotations
 
-import json
 import os
+
+from . import fastjson as json
 
 PROFILE_FILE = os.path.join(os.path.dirname(__file__), "seccomp_default.json")
 CACHE_DIR = os.environ.get("SKIFF_SECCOMP_CACHE", "/run/skiff-runc/seccomp-cache")
@@ -39,7 +40,7 @@ def docker_default(caps: list[str] | set[str], goarch: str | None = None,
     minimum kernel); like moby's setupSeccomp this resolves them for one container.
     """
     with open(PROFILE_FILE, "rb") as f:
-        prof = json.load(f)
+        prof = json.loads(f.read())
     arch = goarch or native_goarch()
     kernel = kernel or _kernel_version()
     capset = {c if c.startswith("CAP_") else "CAP_" + c for c in (x.upper() for x in caps)}
@@ -167,7 +168,7 @@ def _sha256(data: bytes) -> str:
 
 
 def profile_key(profile: dict) -> str:
-    blob = json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
+    blob = json.dumps(profile, sort_keys=True, compact=True).encode()
     return _sha256(blob + os.uname().machine.encode())
 
 

@@ -583,13 +583,13 @@ def load(config: dict, bundle: str, *, check_rootfs: bool = True) -> Spec:
 
 def load_bundle(bundle: str) -> Spec:
     """Read <bundle>/config.json and validate it."""
-    import json
+    from . import fastjson
 
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             data = f.read()
-        config = json.loads(data)
+        config = fastjson.loads(data)
     except FileNotFoundError:
         raise ConfigError("bundle", bundle, "has no config.json") from None
     except ValueError as e:

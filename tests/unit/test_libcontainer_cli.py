@@ -45,3 +45,23 @@ def test_exec_keeps_process_flags():
 def test_usage_errors(argv):
     with pytest.raises(UsageError):
         parse_args(argv)
+
+
+def test_fastjson_matches_json():
+    import json
+
+    from engine.libcontainer import fastjson
+
+    doc = {"a": [1, 2.5, -3e10, None, True, False], "é": "x\"y\\\n", "n": {"z": 1, "b": []}}
+    text = json.dumps(doc)
+    assert fastjson.loads(text) == doc == fastjson.loads(text.encode())
+    assert fastjson.loads(" \n" + text + "\n ") == doc
+    assert fastjson.dumps(doc) == text
+    assert fastjson.dumps(doc, sort_keys=True, compact=True) == json.dumps(
+        doc, sort_keys=True, separators=(",", ":"))
+    with pytest.raises(json.JSONDecodeError):
+        fastjson.loads("{bad")
+    with pytest.raises(json.JSONDecodeError):
+        fastjson.loads("[1] trailing")
+    with pytest.raises(TypeError):
+        fastjson.dumps({"s": {1, 2}})
