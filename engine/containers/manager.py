@@ -1280,7 +1280,7 @@ class ContainerManager:
             raise InvalidParameter(
                 f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         name = "/" + new_name.lstrip("/")
-        with self._lock, c.lock:
+        with c.lock, self._lock:  # lock order everywhere: container, then manager
             if name == c.name:
                 raise Conflict("Renaming a container with the same name as its current name")
             other = self.store.id_by_name(name)

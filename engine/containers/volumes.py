@@ -90,13 +90,13 @@ class VolumeStore:
         return bool(d and d.get("_anonymous"))
 
     def remove(self, name: str, force: bool = False, *, events: bool = False) -> None:
+        users = self.users(name)  # outside our lock: the manager's lock comes first
         with self.lock:
             d = self.store.get_volume(name)
             if d is None:
                 if force:
                     return
                 raise NotFound(f"get {name}: no such volume")
-            users = self.users(name)
             if users:
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
             shutil.rmtree(self.root / name, ignore_errors=True)
