@@ -68,8 +68,11 @@ def _umount_under(path: Path) -> None:
 
 
 def _cgroup_dirs(parent: str) -> list[Path]:
-    return [p for p in CG.glob(f"*/{parent}") if p.is_dir()] + \
-        [p for p in CG.glob(f"unified/{parent}") if p.is_dir()]
+    """The parent's directory in every v1 hierarchy, or in the v2 unified tree."""
+    dirs = [p for p in CG.glob(f"*/{parent}") if p.is_dir()]
+    if (CG / parent).is_dir():
+        dirs.append(CG / parent)
+    return dirs
 
 
 class Env:
