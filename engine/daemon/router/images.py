@@ -55,6 +55,14 @@ def _ref_matches(img: dict, patterns: list[str]) -> bool:
     return False
 
 
+def _loaded_ref(r: str) -> str:
+    """The graph may answer "Loaded image: busybox:latest" or just the reference."""
+    for prefix in ("Loaded image ID: ", "Loaded image: "):
+        if r.startswith(prefix):
+            return r[len(prefix):].strip()
+    return r.strip()
+
+
 def _spool(req: Request) -> Any:
     """Copy the request body to a spooled temp file before answering.
 
@@ -221,12 +229,15 @@ def routes(b: Backends) -> list:
         quiet = req.bool("quiet")
         graph = g()
         body = _spool(req)
+        streamed: set[str] = set()
 
         def run(progress):
             job = eng.job("image.load")
             with eng.track(job):
                 def prog(d: dict) -> None:
                     job.set_progress(d)
+                    if "stream" in d:
+                        streamed.add(d["stream"].strip())
                     if not quiet:
                         progress(d)
 
@@ -235,15 +246,17 @@ def routes(b: Backends) -> list:
                 finally:
                     body.close()
             for r in refs or []:
-                emit("load", r)
+                emit("load", _loaded_ref(r))
             return refs
 
         def last(refs: Any) -> list[dict]:
             out = []
             for r in refs or []:
-                text = r if r.startswith("Loaded image") else (
-                    f"Loaded image ID: {r}" if r.startswith("sha256:") else f"Loaded image: {r}")
-                out.append({"stream": text + "\n"})
+                ref = _loaded_ref(r)
+                text = f"Loaded image ID: {ref}" if ref.startswith("sha256:") \
+                    else f"Loaded image: {ref}"
+                if quiet or text not in streamed:
+                    out.append({"stream": text + "\n"})
             return out
 
         return Stream(progress_stream(run, last))
