@@ -141,6 +141,7 @@ class Monitor:
         _nonblock(self.sig_r)
         _nonblock(self.sig_w)
         self.exit_record: dict | None = None
+        self.log_error = False
         from engine.drivers.exec import load_driver
 
         self.driver = load_driver(cfg.get("driver", "native"), Path(cfg["runtime_root"]))
@@ -306,7 +307,12 @@ class Monitor:
                 self._exec_exited(proc)
             return
         if proc is self.init and self.logger is not None:
-            self.logger.write(stream, data)
+            try:
+                self.logger.write(stream, data)
+            except OSError as e:  # a full disk loses log lines, never the container
+                if not self.log_error:
+                    print(f"log write failed: {e}", file=sys.stderr, flush=True)
+                self.log_error = True
         payload = data if proc.tty else frame(1 if stream == "stdout" else 2, data)
         for c in list(proc.clients):
             if (stream == "stdout" and c.stdout) or (stream == "stderr" and c.stderr):
@@ -557,7 +563,8 @@ class Monitor:
     # -- exit ------------------------------------------------------------------------------
     def _finish(self, listener: socket.socket) -> None:
         if self.logger is not None:
-            self.logger.close()
+            with contextlib.suppress(OSError):
+                self.logger.close()
         oom = False
         if self.container is not None:
             try:
