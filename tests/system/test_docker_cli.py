@@ -134,3 +134,26 @@ def test_missing_command_is_127_and_leaves_nothing(d):
     r = d.docker("run", "--rm", "busybox", "skt4a-nosuchcmd", timeout=60)
     assert r.returncode == 127 and "not found" in r.stderr
     assert d.docker("ps", "-aq").stdout.strip() == ""
+
+
+def test_tty_logs_and_attach(d):
+    ok(d.docker("run", "-d", "-t", "--name", "skt4a-tty", "busybox", "sh", "-c",
+                "echo tty-out; sleep 300"))
+    try:
+        for _ in range(50):
+            if "tty-out" in d.docker("logs", "skt4a-tty").stdout:
+                break
+            time.sleep(0.1)
+        assert d.docker("logs", "skt4a-tty").stdout.strip() == "tty-out"
+    finally:
+        ok(d.docker("rm", "-f", "skt4a-tty"))
+
+
+def test_attach_sees_new_output_and_exit_code(d):
+    ok(d.docker("run", "-d", "--name", "skt4a-att", "busybox", "sh", "-c",
+                "sleep 1; echo late; exit 5"))
+    try:
+        r = d.docker("attach", "--no-stdin", "skt4a-att", timeout=30)
+        assert r.stdout == "late\n" and r.returncode == 5
+    finally:
+        d.docker("rm", "-f", "skt4a-att")
