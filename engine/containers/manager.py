@@ -848,6 +848,21 @@ class ContainerManager:
         s.close()
         return reply, None
 
+    def prune(self, filters: dict | None = None) -> dict:
+        """`docker container prune`: remove every stopped container (label filters apply)."""
+        flt = _normalize_filters(filters)
+        flt.pop("until", None)
+        deleted = []
+        for c in list(self.containers.values()):
+            if c.state.status not in (CREATED, EXITED, DEAD):
+                continue
+            if not self._match(c, {k: v for k, v in flt.items() if k == "label"}):
+                continue
+            with contextlib.suppress(SkiffError):
+                self.remove(c.id)
+                deleted.append(c.id)
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": 0}
+
     def _watch(self, c: Container) -> None:
         """A thread that waits for the monitor to report the container's exit."""
         t = threading.Thread(target=self._watch_loop, args=(c,), daemon=True,
@@ -997,9 +1012,33 @@ class ContainerManager:
                 c.restart_timer = t
                 t.start()
                 return
+            if (self.xdir_of(c.id) / "monitor.sock").exists():
+                self._adopt_orphan(c)
+                return
             ef = self.cdir_of(c.id) / "exit.json"
             if ef.exists():
                 ef.unlink(missing_ok=True)
+
+    def _adopt_orphan(self, c: Container) -> None:
+        """The daemon died between starting a monitor and recording it: a started container
+        is adopted as running, a never-started one is killed (its monitor cleans up)."""
+        try:
+            reply, _ = self._monitor_request(c.id, {"op": "ping"}, timeout=5)
+        except Conflict:
+            shutil.rmtree(self.xdir_of(c.id), ignore_errors=True)
+            return
+        if not reply.get("started"):
+            with contextlib.suppress(Conflict):
+                self._monitor_request(c.id, {"op": "signal", "signal": int(_signal.SIGKILL)})
+            return
+        c.state.set_running(int(reply["pid"]), int(reply.get("monitor_pid") or 0))
+        if reply.get("started_at"):
+            c.state.started_at = reply["started_at"]
+        self._save(c)
+        if c.rootfs:
+            with contextlib.suppress(Exception):
+                self.graph.mount(c.id)
+        self._watch(c)
 
     # ------------------------------------------------------------------ stop / kill
     def _signal(self, c: Container, sig: int) -> None:

@@ -453,7 +453,9 @@ class Monitor:
     def _request(self, c: Client, req: dict) -> None:
         op = req.get("op")
         if op == "ping":
-            self._reply(c, {"pid": self.init.pid, "started": self.started}, close=True)
+            self._reply(c, {"pid": self.init.pid, "started": self.started,
+                            "started_at": self.started_at, "monitor_pid": os.getpid()},
+                        close=True)
         elif op == "start":
             if not self.started:
                 self.started_at = iso_from_ns(time.time_ns())

@@ -434,3 +434,27 @@ def test_tty_detach_leaves_container_running(env) -> None:
     assert not t.is_alive()
     assert m.inspect(cid)["State"]["Running"] is True
     m.kill(cid)
+
+
+def test_prune_and_orphan_adoption(env) -> None:
+    m, g, _, tmp = env
+    keep = run(m, ["sleep", "30"], "keep")
+    gone = run(m, ["true"], "gone", Labels={"x": "1"})
+    m.start(keep)
+    # the daemon "crashes" after the monitor started but before it recorded RUNNING
+    c = m.get(keep)
+    with c.lock:
+        c.state.status = "created"
+        c.state.pid = c.state.monitor_pid = 0
+        m._save(c)
+    m.close()
+    m2 = ContainerManager(tmp / "root", tmp / "run", g, None, lambda *a: None,
+                          cgroup_parent="skt7", exec_driver="fake")
+    m2.restore()
+    st = m2.inspect("keep")["State"]
+    assert st["Running"] is True and st["Pid"] > 0
+    assert m2.prune({"label": ["x=1"]})["ContainersDeleted"] == [gone]
+    m2.kill("keep")
+    assert m2.wait("keep", timeout=10)["StatusCode"] == 137
+    m2.remove("keep")
+    m2.close()
