@@ -293,7 +293,8 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
     os.setsid()
     if stdio is not None:
         _install_stdio(stdio)
-    if "mount" in L.namespaces and L.namespaces["mount"] is None:
+    new_mntns = "mount" in L.namespaces and L.namespaces["mount"] is None
+    if new_mntns:
         rootfs.setup(spec)
     if spec.hostname:
         sc.sethostname(spec.hostname)
@@ -308,6 +309,8 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
         master, slave = console.open_pty()
         dest = "/dev/console"
         try:
+            if not new_mntns:
+                raise OSError("not our mount namespace")
             if not os.path.lexists(dest):
                 os.close(os.open(dest, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
             sc.mount(slave, dest, None, sc.MS_BIND)
@@ -316,7 +319,8 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
         if proc.console_size:
             console.set_winsize(master, *proc.console_size)
         console.make_controlling(slave)
-    rootfs.finalize(spec)
+    if new_mntns:  # never mask paths in a mount namespace we only joined
+        rootfs.finalize(spec)
     in_userns = L.namespaces.get("user", 0) is None
     exe = finalize_process(proc, bpf, in_userns)
     _reset_signals()
