@@ -61,6 +61,8 @@ from .volumes import VolumeStore
 
 log = logging.getLogger("skiff.containers")
 
+StrList = list[str]  # `list` is also a method name of ContainerManager
+IntList = list[int]
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MONITOR_READY_TIMEOUT = 60.0
 INIT_SOURCE = Path(__file__).resolve().parent.parent / "drivers" / "exec" / "init.c"
@@ -613,18 +615,18 @@ class ContainerManager:
             if kind == "none":
                 c.network_settings["Networks"] = {"none": _endpoint_settings()}
             return None, etc, pid_ns, ipc_ns
-        netns = self.network.create_sandbox(c.id)
-        undo.append(lambda: self.network.delete_sandbox(c.id))
-        aliases = []
+        net = self.network
+        netns = net.create_sandbox(c.id)
+        undo.append(lambda: net.delete_sandbox(c.id))
         ec = ((c.request.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(arg) or {}
         aliases = list(ec.get("Aliases") or [])
-        settings = self.network.connect(
+        settings = net.connect(
             c.id, netns, arg, port_bindings=hc.get("PortBindings") or {},
             publish_all=bool(hc.get("PublishAllPorts")),
             exposed_ports=tuple((c.config.get("ExposedPorts") or {}).keys()),
             hostname=hostname, aliases=[c.name.lstrip("/"), *aliases],
         )
-        undo.append(lambda: self.network.disconnect(c.id))
+        undo.append(lambda: net.disconnect(c.id))
         c.network_settings = {**_empty_network_settings(), **settings}
         c.network_settings["SandboxKey"] = netns
         c.netns = netns
@@ -1415,7 +1417,7 @@ class ContainerManager:
                 break
         return out
 
-    def _match(self, c: Container, flt: dict[str, list[str]]) -> bool:
+    def _match(self, c: Container, flt: dict[str, StrList]) -> bool:
         for key, values in flt.items():
             if key == "status":
                 if c.state.status not in values:
@@ -1522,12 +1524,15 @@ class ContainerManager:
             return
         want = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         conn = None
+        pend: dict[str, Any] | None = None
         with c.lock:
             st = c.state.status
             if st in (CREATED, EXITED) or (st == RESTARTING and c.state.monitor_pid == 0):
                 # docker start -a / docker run attach before the start: wait for it
-                pend = {"want": want, "ready": threading.Event(), "conn": None}
-                c.pending_attach.append(pend)
+                new_pend: dict[str, Any] = {"want": want, "ready": threading.Event(),
+                                            "conn": None}
+                c.pending_attach.append(new_pend)
+                pend = new_pend
             else:
                 pend = None
                 try:
@@ -1699,7 +1704,7 @@ class ContainerManager:
         return rec
 
     def exec_start(self, exec_id: str, sock: socket.socket | None = None, detach: bool = False,
-                   tty: bool | None = None, console_size: list[int] | None = None) -> None:
+                   tty: bool | None = None, console_size: IntList | None = None) -> None:
         rec = self._exec_rec(exec_id)
         c = self.get(rec["ContainerID"])
         cfg = rec["_config"]
@@ -1714,7 +1719,7 @@ class ContainerManager:
             if tty is not None:
                 rec["ProcessConfig"]["tty"] = bool(tty)
             process = self._exec_process(c, cfg, rec["ProcessConfig"]["tty"])
-        req = {"op": "exec", "exec_id": exec_id, "process": process,
+        req: dict[str, Any] = {"op": "exec", "exec_id": exec_id, "process": process,
                "stdin": bool(cfg.get("AttachStdin")) and not detach and sock is not None,
                "stdout": bool(cfg.get("AttachStdout", True)),
                "stderr": bool(cfg.get("AttachStderr", True)),
@@ -2060,7 +2065,7 @@ def _endpoint_settings() -> dict:
             "MacAddress": "", "DriverOpts": None}
 
 
-_HC_DEFAULTS = {
+_HC_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
     "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no",
                                                                      "MaximumRetryCount": 0},

@@ -32,6 +32,7 @@ import termios
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from .logs import JsonFileWriter, frame
 from .state import bind_unix, iso_from_ns
@@ -128,7 +129,7 @@ class Monitor:
         self.execs: dict[str, Proc] = {}
         self.by_pid: dict[int, Proc] = {}
         self.waiters: list[Client] = []
-        self.container = None
+        self.container: Any = None
         self.started = False
         self.started_at = ""
         self.created_at = time.monotonic()
@@ -211,11 +212,11 @@ class Monitor:
                 if cfg.get("console_size"):
                     h, w = cfg["console_size"]
                     if h and w:
-                        set_winsize(self.init.master, h, w)  # type: ignore[arg-type]
+                        set_winsize(self.init.master or -1, h, w)
         finally:
             for fd in to_close:
                 os.close(fd)
-        self.init.pid = int(self.container.pid)  # type: ignore[attr-defined]
+        self.init.pid = int(self.container.pid)
         self.by_pid[self.init.pid] = self.init
         self._watch_proc(self.init)
         return self.init.pid
@@ -459,7 +460,7 @@ class Monitor:
         elif op == "start":
             if not self.started:
                 self.started_at = iso_from_ns(time.time_ns())
-                self.container.start()  # type: ignore[union-attr]
+                self.container.start()
                 self.started = True
             self._reply(c, {"pid": self.init.pid, "started_at": self.started_at}, close=True)
         elif op == "attach":
@@ -499,7 +500,7 @@ class Monitor:
         want_stdin = bool(req.get("stdin"))
         stdio, console, to_close, lst = self._stdio(proc, want_stdin, console_path)
         try:
-            pid = self.container.exec(  # type: ignore[union-attr]
+            pid = self.container.exec(
                 process, stdio=stdio, console_socket=console
             )
             if lst is not None:
@@ -507,7 +508,7 @@ class Monitor:
                 if req.get("console_size"):
                     h, w = req["console_size"]
                     if h and w:
-                        set_winsize(proc.master, h, w)  # type: ignore[arg-type]
+                        set_winsize(proc.master or -1, h, w)
         except Exception:
             if lst is not None:
                 lst.close()
@@ -570,7 +571,7 @@ class Monitor:
         oom = False
         if self.container is not None:
             try:
-                oom = bool(self.container.oom_killed())  # type: ignore[attr-defined]
+                oom = bool(self.container.oom_killed())
             except Exception:  # noqa: BLE001
                 traceback.print_exc()
         code = self.init.exit_code if self.init.exit_code is not None else 255
@@ -582,9 +583,9 @@ class Monitor:
         try:
             if self.container is not None:
                 try:
-                    self.container.destroy(force=True)  # type: ignore[attr-defined]
+                    self.container.destroy(force=True)
                 except TypeError:
-                    self.container.destroy()  # type: ignore[attr-defined]
+                    self.container.destroy()
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         atomic_write(Path(self.cfg["exit_file"]), record)
