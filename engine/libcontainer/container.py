@@ -23,6 +23,10 @@ from .errors import (
 )
 from .spec import Spec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
@@ -93,7 +97,7 @@ class Container:
         self.root, self.id, self._st = root, cid, state
         self.dir = os.path.join(root, cid)
         self.console_master: int | None = None  # pty master when no console socket was given
-        self._manager = None
+        self._manager: Any = None  # cgroups Manager, made on first use
 
     # ------------------------------------------------------------------ properties
     @property

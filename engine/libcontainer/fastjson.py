@@ -8,6 +8,10 @@ path does not handle (an error message, indent) goes to the real `json` module.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 try:
     import _json
 except ImportError:  # pragma: no cover - CPython always has it
@@ -29,11 +33,11 @@ class _Ctx:
         return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
 
 
-_scanner = _json.make_scanner(_Ctx()) if _json is not None else None
+_scanner = _json.make_scanner(_Ctx()) if _json is not None else None  # type: ignore[arg-type]
 _WS = " \t\n\r"
 
 
-def loads(s: str | bytes) -> object:
+def loads(s: str | bytes) -> Any:
     if isinstance(s, (bytes, bytearray)):
         s = s.decode("utf-8-sig" if s[:3] == b"\xef\xbb\xbf" else "utf-8")
     if _scanner is not None:

@@ -101,7 +101,8 @@ def lookpath(file: str, env_path: str | None) -> str:
         try:
             st = os.stat(file)
         except OSError as e:
-            raise SystemError_(f'exec: "{file}": stat {file}: {e.strerror.lower()}') from None
+            why = (e.strerror or str(e)).lower()
+            raise SystemError_(f'exec: "{file}": stat {file}: {why}') from None
         if not (st.st_mode & 0o111) or (st.st_mode & 0o170000) == 0o040000:
             raise SystemError_(f'exec: "{file}": permission denied')
         return file

@@ -82,8 +82,8 @@ def _mount_cgroup(m: Mount, dest: str, cgroupns: bool, in_userns: bool = False) 
         if cgroupns:
             sc.mount("cgroup2", dest, "cgroup2", flags | ro)
         else:  # only the container's own cgroup, as runc
-            own = _own_cgroups().get("", "/")
-            sc.mount("/sys/fs/cgroup" + own.rstrip("/"), dest, None, sc.MS_BIND | sc.MS_REC)
+            mine = _own_cgroups().get("", "/")
+            sc.mount("/sys/fs/cgroup" + mine.rstrip("/"), dest, None, sc.MS_BIND | sc.MS_REC)
             if ro:
                 sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | flags)
         return

@@ -364,7 +364,7 @@ def _idmaps(v: Any, field: str) -> list[IDMap]:
     _t(v, list, field, "a list of mappings")
     if len(v) > MAX_ID_MAP_LINES:
         raise ConfigError(field, len(v), f"the kernel takes at most {MAX_ID_MAP_LINES} lines")
-    out = []
+    out: list[IDMap] = []
     for i, m in enumerate(v):
         mf = f"{field}[{i}]"
         _t(m, dict, mf, "an object")
@@ -433,8 +433,7 @@ def load(config: dict, bundle: str, *, check_rootfs: bool = True) -> Spec:
     if not isinstance(v, str) or not v.startswith("1."):
         raise ConfigError("ociVersion", v, "must be a 1.x runtime-spec version")
     s.oci_version = v
-    root = config.get("root")
-    _t(root, dict, "root", "an object with a path")
+    root = _t(config.get("root"), dict, "root", "an object with a path")
     rp = _t(root.get("path"), str, "root.path", "a path")
     s.root_path = rp if os.path.isabs(rp) else os.path.join(bundle, rp)
     if check_rootfs and not os.path.isdir(s.root_path):
@@ -442,8 +441,7 @@ def load(config: dict, bundle: str, *, check_rootfs: bool = True) -> Spec:
     s.root_readonly = bool(root.get("readonly", False))
     if config.get("process") is not None:
         s.process = _process(config["process"])
-    lx = config.get("linux")
-    _t(lx, dict, "linux", "an object (only Linux containers are supported)")
+    lx = _t(config.get("linux"), dict, "linux", "an object (only Linux containers are supported)")
     L = s.linux
     for i, n in enumerate(lx.get("namespaces") or []):
         nf = f"linux.namespaces[{i}]"

@@ -160,9 +160,9 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     data = (_CapData * 2)()
     if _libc.capget(ctypes.byref(hdr), data) != 0:
         raise _fail("capget", pid)
-    return tuple(  # type: ignore[return-value]
-        getattr(data[0], f) | (getattr(data[1], f) << 32)
-        for f in ("effective", "permitted", "inheritable"))
+    eff, prm, inh = (getattr(data[0], f) | (getattr(data[1], f) << 32)
+                     for f in ("effective", "permitted", "inheritable"))
+    return eff, prm, inh
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
