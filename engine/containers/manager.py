@@ -889,11 +889,11 @@ class ContainerManager:
             record = self._wait_exit_file(c)
         self._on_exit(c, record)
 
-    def _wait_exit_file(self, c: Container, pid: int = 0) -> dict:
+    def _wait_exit_file(self, c: Container, pid: int = 0, timeout: float = 10.0) -> dict:
         """The monitor is gone: its exit file says how the container ended."""
         ef = self.cdir_of(c.id) / "exit.json"
         mon = pid or c.state.monitor_pid
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ef.exists():
                 with contextlib.suppress(ValueError, OSError):
@@ -1002,7 +1002,9 @@ class ContainerManager:
                             self.graph.mount(c.id)  # the graph's mount count restarts at zero
                     self._watch(c)
                     return
-                record = self._wait_exit_file(c)
+                # the monitor writes its exit file before it stops answering: no answer and
+                # no file means it died with the container (killed, or the machine rebooted)
+                record = self._wait_exit_file(c, timeout=0.5)
                 self._on_exit(c, record)
                 return
             if st == RESTARTING:

@@ -458,3 +458,30 @@ def test_prune_and_orphan_adoption(env) -> None:
     assert m2.wait("keep", timeout=10)["StatusCode"] == 137
     m2.remove("keep")
     m2.close()
+
+
+def test_restore_after_monitor_died_applies_restart_policy(env) -> None:
+    m, g, _, tmp = env
+    cid = run(m, ["sleep", "30"], "phoenix", HostConfig={"RestartPolicy": {"Name": "always"}})
+    m.start(cid)
+    st = m.inspect(cid)["State"]
+    mon = m.get(cid).state.monitor_pid
+    m.close()
+    # the machine "reboots": monitor and container die without an exit record
+    for pid in (mon, st["Pid"]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    ev2 = Events()
+    m2 = ContainerManager(tmp / "root", tmp / "run", g, None, ev2, cgroup_parent="skt7",
+                          exec_driver="fake")
+    t0 = time.monotonic()
+    m2.restore()
+    assert time.monotonic() - t0 < 3
+    assert ev2[0][1] == "die" and ev2[0][3]["exitCode"] == "255"
+    deadline = time.time() + 10
+    while not m2.inspect(cid)["State"]["Running"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert m2.inspect(cid)["State"]["Running"] and m2.inspect(cid)["RestartCount"] == 1
+    m2.remove(cid, force=True)
+    m2.close()
