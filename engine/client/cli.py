@@ -42,34 +42,26 @@ def parse_bytes(v: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def parse_ports(specs: list[str]) -> tuple[dict, dict]:
-    """-p [ip:][hostPort:]containerPort[/proto] -> (ExposedPorts, PortBindings)."""
-    exposed: dict[str, dict] = {}
-    bindings: dict[str, list[dict]] = {}
-    for spec in specs:
-        proto = "tcp"
-        body = spec
-        if "/" in spec:
-            body, proto = spec.rsplit("/", 1)
-        if body.startswith("["):  # [ipv6]:host:container
-            ip, _, rest = body[1:].partition("]:")
-            parts = [ip] + rest.split(":")
-        else:
-            parts = body.split(":")
-        if len(parts) == 1:
-            ip, hp, cp = "", "", parts[0]
-        elif len(parts) == 2:
-            ip, hp, cp = "", parts[0], parts[1]
-        elif len(parts) == 3:
-            ip, hp, cp = parts
-        else:
-            raise CLIError(f"invalid publish spec: {spec}")
-        if not re.fullmatch(r"\d+(-\d+)?", cp):
-            raise CLIError(f"invalid containerPort: {cp}")
-        key = f"{cp}/{proto}"
-        exposed[key] = {}
-        bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": hp})
-    return exposed, bindings
+def parse_ports(specs: list[str], expose: list[str] | None = None) -> tuple[dict, dict]:
+    """-p and --expose values -> (Config.ExposedPorts, HostConfig.PortBindings) as docker's CLI
+    sends them.
+
+    Why the network driver's parser: the client and the daemon must agree on one syntax
+    (ranges, IPv6 brackets, host port 0); the daemon re-validates with the same module.
+    Imported lazily so that `skiff ps` does not pay for the driver's imports."""
+    from engine.drivers.network import portspec
+    from engine.errors import InvalidParameter
+
+    try:
+        exposed_keys, bindings = portspec.parse_port_specs(list(specs))
+        keys = list(exposed_keys)
+        for e in expose or ():
+            keys.extend(portspec.parse_expose(e))
+        portspec.normalize_bindings(bindings, keys)
+    except InvalidParameter as e:
+        raise CLIError(str(e)) from None
+    # docker sends ExposedPorts values as empty objects (Go struct{}), not null
+    return {k: {} for k in dict.fromkeys(keys)}, bindings
 
 
 def parse_env(items: list[str], files: list[str]) -> list[str]:
@@ -566,9 +558,7 @@ def split_tag(ref: str) -> tuple[str, str]:
 # ---- containers -----------------------------------------------------------------------------
 
 def container_body(a: argparse.Namespace) -> tuple[dict, str | None]:
-    exposed, bindings = parse_ports(a.publish)
-    for e in a.expose:
-        exposed[e if "/" in e else f"{e}/tcp"] = {}
+    exposed, bindings = parse_ports(a.publish, a.expose)
     hc: dict[str, Any] = {
         "AutoRemove": a.rm,
         "NetworkMode": a.network or "default",

@@ -33,6 +33,28 @@ def test_parse_ports():
         cli.parse_ports(["a:b:c:d"])
 
 
+def test_parse_ports_is_the_network_drivers_parser():
+    """Ranges expand per port (docker's CLI does), --expose ranges too, and what the daemon's
+    parser rejects the client rejects with the same words (one parser, not two)."""
+    from engine.drivers.network import portspec
+
+    specs = ["8000-8001:80-81", "127.0.0.1::53/udp", "9000-9005:90"]
+    exposed, binds = cli.parse_ports(specs, ["7000-7001/udp", "443"])
+    want_exposed, want_binds = portspec.parse_port_specs(specs)
+    assert binds == want_binds
+    assert binds["81/tcp"] == [{"HostIp": "", "HostPort": "8001"}]
+    assert binds["90/tcp"] == [{"HostIp": "", "HostPort": "9000-9005"}]
+    assert exposed == {k: {} for k in [*want_exposed, "7000/udp", "7001/udp", "443/tcp"]}
+    for bad in ("70000", "80/sctp", "1-3:80-81", "x:80:80"):
+        with pytest.raises(cli.CLIError) as ei:
+            cli.parse_ports([bad])
+        with pytest.raises(portspec.InvalidParameter) as pe:
+            portspec.parse_port_specs([bad])
+        assert str(ei.value) == str(pe.value)
+    with pytest.raises(cli.CLIError):
+        cli.parse_ports([], ["0"])
+
+
 def test_parse_restart_filters_env(monkeypatch):
     assert cli.parse_restart("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
     with pytest.raises(cli.CLIError):
@@ -209,3 +231,17 @@ def test_update_and_top_and_stats(host, capsys):
 
 def test_bad_flags_exit_125(capsys):
     assert cli.main(["run", "--no-such-flag", "busybox"]) == 125
+
+
+def test_run_sends_ranges_as_docker_does_and_rejects_bad_ports(host, capsys):
+    h, b = host
+    rc, out, _ = run(h, capsys, "run", "-d", "-p", "8000-8001:80-81", "--expose", "53/udp",
+                     "busybox", "sleep")
+    assert rc == 0
+    c = b.containers.cs[out.strip()]
+    assert c.config["ExposedPorts"] == {"80/tcp": {}, "81/tcp": {}, "53/udp": {}}
+    assert c.host_config["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8000"}],
+                                             "81/tcp": [{"HostIp": "", "HostPort": "8001"}]}
+    n = len(b.containers.cs)
+    rc, _, err = run(h, capsys, "run", "-d", "-p", "8080:99999", "busybox", "sleep")
+    assert rc == 125 and "out of range" in err and len(b.containers.cs) == n
