@@ -467,8 +467,11 @@ class FakeNetwork:
         if name in self.nets:
             raise Conflict(f"network with name {name} already exists")
         n = {"Name": name, "Id": hashlib.sha256(name.encode()).hexdigest(), "Driver": "bridge",
-             "Scope": "local", "Containers": {}, "Internal": False,
-             "IPAM": {"Config": [{"Subnet": subnet}] if subnet else []}}
+             "Scope": "local", "Containers": {}, "Internal": bool(kw.get("internal")),
+             "Options": dict(kw.get("options") or {}), "Labels": dict(kw.get("labels") or {}),
+             "IPAM": {"Config": [{"Subnet": subnet, **({"Gateway": kw["gateway"]}
+                                                      if kw.get("gateway") else {})}]
+                      if subnet else []}}
         self.nets[name] = n
         return n
 

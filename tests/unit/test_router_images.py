@@ -155,6 +155,23 @@ def test_networks(d):
     assert err(lambda: c.delete("/networks/bridge"))[0] == 403
 
 
+def test_network_create_passes_options_labels_internal_gateway(d):
+    """`docker network create -o com.docker.network.bridge.name=X --label a=b --internal
+    --gateway G` must reach NetworkDriver.create_network (options were once dropped)."""
+    c, b = d
+    body = {"Name": "skt8o", "Options": {"com.docker.network.bridge.name": "skt8brx"},
+            "Labels": {"a": "b"}, "Internal": True,
+            "IPAM": {"Config": [{"Subnet": "10.208.9.0/24", "Gateway": "10.208.9.254"}]}}
+    assert c.post("/networks/create", body)["Id"]
+    n = b.networks.nets["skt8o"]
+    assert n["Options"] == {"com.docker.network.bridge.name": "skt8brx"}
+    assert n["Labels"] == {"a": "b"} and n["Internal"] is True
+    assert n["IPAM"]["Config"] == [{"Subnet": "10.208.9.0/24", "Gateway": "10.208.9.254"}]
+    assert err(lambda: c.post("/networks/create", {"Name": "skt8p", "Options": {"x": 1}}))[0] \
+        == 400
+    assert "skt8p" not in b.networks.nets
+
+
 def test_volumes(d):
     c, _ = d
     v = c.post("/volumes/create", {"Name": "skt4v", "Labels": {"a": "b"}})

@@ -81,10 +81,15 @@ def routes(b: Backends) -> list:
             kw["labels"] = want(body, "Labels", dict, "")
         if body.get("Internal"):
             kw["internal"] = True
-        try:
-            res = eng.run("network.create", nd().create_network, name, subnet=subnet, **kw)
-        except TypeError:  # a driver without the optional keywords
-            res = eng.run("network.create", nd().create_network, name, subnet=subnet)
+        options = want(body, "Options", dict, "") or {}
+        for k, v in options.items():
+            if not isinstance(v, str):
+                raise InvalidParameter(f"invalid Options[{k!r}]: {v!r}: expected a string")
+        if options:
+            kw["options"] = options
+        # no TypeError fallback: a driver that silently dropped -o/--label/--gateway would
+        # create a different network than the one asked for
+        res = eng.run("network.create", nd().create_network, name, subnet=subnet, **kw)
         nid = (res or {}).get("Id", name) if isinstance(res, dict) else str(res)
         eng.emit("network", "create", nid, {"name": name, "type": driver})
         return Response.json({"Id": nid, "Warning": ""}, 201)
