@@ -126,17 +126,57 @@ def _daemon_id(root: Path) -> str:
         return v
 
 
-def _pidfile(path: str) -> None:
+_DAEMON_MARKERS = (b"skiffd", b"engine.daemon.main", b"engine/daemon/main")
+
+
+def _proc_start_time(pid: int) -> float | None:
+    """Wall-clock start time of `pid` from /proc (boot time + starttime ticks), or None."""
     try:
-        old = int(Path(path).read_text().strip())
-        os.kill(old, 0)
-    except (OSError, ValueError):
-        pass
-    else:
-        if old != os.getpid():
-            raise SystemExit(f"skiffd: pid file {path} names a running process ({old})")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+        btime = next(int(ln.split()[1]) for ln in open("/proc/stat") if ln.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pidfile_owner(path: str) -> int | None:
+    """The pid of a live skiffd that wrote `path`, or None when the file is stale.
+
+    Why more than kill(pid, 0): right after a SIGKILL the old daemon is still a zombie (or
+    still tearing down) for a moment, and a pid may be reused by any other process. A pid is
+    only a live owner if it is not a zombie/dead task, its command line names skiffd, and it
+    started before the pid file was written (a later process merely reused the number)."""
+    try:
+        text = Path(path).read_text()
+        mtime = os.stat(path).st_mtime
+        pid = int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat[stat.rindex(")") + 2 :].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    if state in ("Z", "X", "x") or not any(m in cmdline for m in _DAEMON_MARKERS):
+        return None
+    started = _proc_start_time(pid)
+    if started is not None and started > mtime + 2.0:  # 2 s: tick and btime rounding
+        return None
+    return pid
+
+
+def _pidfile(path: str) -> None:
+    old = pidfile_owner(path)
+    if old is not None:
+        raise SystemExit(f"skiffd: pid file {path} names a running process ({old})")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(f"{os.getpid()}\n")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    Path(tmp).write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)  # readers never see an empty file
 
 
 def main(argv: list[str] | None = None) -> int:
