@@ -101,6 +101,7 @@ class Container:
         self.watcher: threading.Thread | None = None
         self.restart_timer: threading.Timer | None = None
         self.execs: set[str] = set()
+        self.pending_connect: Callable[[], None] | None = None
 
     def to_db(self) -> dict:
         return {
@@ -483,9 +484,20 @@ class ContainerManager:
             with open(bundle / "config.json", "w") as f:
                 json.dump(spec, f, indent=1)
             marks.append(("spec", time.monotonic()))
+            connector = None
+            if c.pending_connect is not None:  # the endpoint is made while the monitor starts
+                connector = _Background(c.pending_connect)
+                c.pending_connect = None
             t_spawn = time.time()
-            monitor = self._spawn_monitor(c, bundle, xdir)
+            try:
+                monitor = self._spawn_monitor(c, bundle, xdir)
+            finally:
+                if connector is not None:
+                    connector.join()  # its undo entries must be in place before any rollback
             undo.append(lambda: self._abort_monitor(c, monitor))
+            if connector is not None:
+                connector.result()
+                marks.append(("connect (overlapped)", time.monotonic()))
             marks.append(("monitor+create", time.monotonic()))
             if "t_begin" in monitor:
                 marks.append((f"(fork {1000 * (monitor['t_begin'] - t_spawn):.1f}ms, create "
@@ -508,6 +520,7 @@ class ContainerManager:
                     prev = t
                 log.debug("start %s: %s", c.short, ", ".join(parts))
         except BaseException as e:
+            c.pending_connect = None
             for fn in reversed(undo):
                 with contextlib.suppress(Exception):
                     fn()
@@ -618,20 +631,27 @@ class ContainerManager:
         net = self.network
         netns = net.create_sandbox(c.id)
         undo.append(lambda: net.delete_sandbox(c.id))
+        # placeholders at the paths the driver writes in place once the endpoint exists
+        etc = self._write_etc(c, d, hostname, host=False)
         ec = ((c.request.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).get(arg) or {}
         aliases = list(ec.get("Aliases") or [])
-        settings = net.connect(
-            c.id, netns, arg, port_bindings=hc.get("PortBindings") or {},
-            publish_all=bool(hc.get("PublishAllPorts")),
-            exposed_ports=tuple((c.config.get("ExposedPorts") or {}).keys()),
-            hostname=hostname, aliases=[c.name.lstrip("/"), *aliases],
-        )
-        undo.append(lambda: net.disconnect(c.id))
-        c.network_settings = {**_empty_network_settings(), **settings}
-        c.network_settings["SandboxKey"] = netns
+
+        def connect() -> None:
+            """Runs while the monitor creates the container (joined to the netns by path)."""
+            settings = net.connect(
+                c.id, netns, arg, port_bindings=hc.get("PortBindings") or {},
+                publish_all=bool(hc.get("PublishAllPorts")),
+                exposed_ports=tuple((c.config.get("ExposedPorts") or {}).keys()),
+                hostname=hostname, aliases=[c.name.lstrip("/"), *aliases],
+            )
+            undo.append(lambda: net.disconnect(c.id))
+            c.network_settings = {**_empty_network_settings(), **settings}
+            c.network_settings["SandboxKey"] = netns
+            net.write_etc_files(c.id, d, hostname)
+            self._append_extra_hosts(c, d)
+
         c.netns = netns
-        etc = self.network.write_etc_files(c.id, d, hostname)
-        self._append_extra_hosts(c, d)
+        c.pending_connect = connect
         return netns, etc, pid_ns, ipc_ns
 
     def _running_pid(self, ref: str) -> int:
@@ -1869,6 +1889,29 @@ class ContainerManager:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+class _Background:
+    """A function run on its own thread; result() re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            self.error = e
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _child_env() -> dict[str, str]:
