@@ -1661,7 +1661,7 @@ class ContainerManager:
         except (OSError, ValueError):
             system = 0
         limit = mem.get("limit") or 0
-        if not limit or limit > 1 << 62:
+        if not isinstance(limit, int) or not limit or limit > 1 << 62:  # "max", -1, unlimited
             limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         return {
             "read": now_iso(), "preread": ZERO_TIME,
