@@ -355,6 +355,8 @@ class FakeImage:
     created: float = 1_700_000_000.0
     size: int = 4_000_000
     parent_chain: list[str] = field(default_factory=list)
+    pull_status: str = ""
+    platform: str | None = None
 
     def to_docker(self, inspect: bool = False) -> dict:
         return {"Id": self.id, "RepoTags": self.repo_tags, "RepoDigests": self.repo_digests,
@@ -387,7 +389,8 @@ class FakeGraph:
                 return img
         raise NotFound(f"No such image: {full}")
 
-    def pull(self, ref: str, *, auth: dict | None = None, progress: Any = None) -> FakeImage:
+    def pull(self, ref: str, *, auth: dict | None = None, progress: Any = None,
+             platform: str | None = None) -> FakeImage:
         name = ref.rsplit(":", 1)[0]
         if name not in ("busybox", "slow", "localhost:5000/busybox"):
             raise NotFound(f"pull access denied for {name}, repository does not exist")
@@ -400,7 +403,16 @@ class FakeGraph:
                 if name == "slow":
                     time.sleep(0.3)
             progress({"status": "Pull complete", "id": "abc123", "progressDetail": {}})
-        return self._add(ref)
+        try:
+            self.get(ref)
+            existed = True
+        except NotFound:
+            existed = False
+        img = self._add(ref)
+        img.platform = platform
+        img.pull_status = (f"Image is up to date for {img.repo_tags[0]}" if existed
+                           else f"Downloaded newer image for {img.repo_tags[0]}")
+        return img
 
     def push(self, ref: str, *, auth: dict | None = None, progress: Any = None) -> dict:
         self.get(ref)

@@ -188,7 +188,9 @@ def test_images_rmi_tag_pull_load_save(host, capsys, tmp_path):
     rc, out, _ = run(h, capsys, "rmi", "mine:1")
     assert out == "Untagged: mine:1\n"
     rc, out, _ = run(h, capsys, "pull", "busybox")
-    assert rc == 0 and "Downloaded newer image" in out
+    assert rc == 0 and "Image is up to date for busybox:latest" in out
+    rc, out, _ = run(h, capsys, "pull", "localhost:5000/busybox:1")
+    assert rc == 0 and "Downloaded newer image for localhost:5000/busybox:1" in out
     rc, out, err = run(h, capsys, "pull", "nope")
     assert rc == 1 and "nope" in err
     tar = tmp_path / "x.tar"

@@ -46,6 +46,17 @@ def test_pull_streams_progress_then_status(d):
     assert [e["Action"] for e in b.engine._events] == ["pull"]
 
 
+def test_a_second_pull_is_up_to_date_and_platform_reaches_the_graph(d):
+    c, b = d
+    q = {"fromImage": "busybox", "tag": "latest", "platform": "linux/arm64"}
+    msgs = list(c.stream_json("POST", "/images/create", q))
+    assert msgs[-1]["status"] == "Status: Downloaded newer image for busybox:latest"
+    assert b.images.get("busybox:latest").platform == "linux/arm64"
+    msgs = list(c.stream_json("POST", "/images/create", {"fromImage": "busybox"}))
+    assert msgs[-1]["status"] == "Status: Image is up to date for busybox:latest"
+    assert b.images.get("busybox:latest").platform is None
+
+
 def test_pull_failure_is_an_in_stream_error(d):
     c, _ = d
     msgs = list(c.stream_json("POST", "/images/create", {"fromImage": "nope", "tag": "1"}))

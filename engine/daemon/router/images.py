@@ -114,6 +114,7 @@ def routes(b: Backends) -> list:
             raise InvalidParameter("fromImage or fromSrc is required")
         ref = join_ref(image, req.arg("tag"))
         auth = registry_auth(req)
+        platform = req.arg("platform") or None
         graph = g()
 
         def run(progress):
@@ -123,7 +124,7 @@ def routes(b: Backends) -> list:
                     job.set_progress(d)
                     progress(d)
 
-                img = graph.pull(ref, auth=auth, progress=prog)
+                img = graph.pull(ref, auth=auth, progress=prog, platform=platform)
             emit("pull", ref)
             return img
 
@@ -134,7 +135,9 @@ def routes(b: Backends) -> list:
             out = []
             if digest:
                 out.append({"status": f"Digest: {digest}"})
-            out.append({"status": f"Status: Downloaded newer image for {ref}"})
+            # the graph knows whether anything new arrived ("Image is up to date for ...")
+            status = getattr(img, "pull_status", "") or f"Downloaded newer image for {ref}"
+            out.append({"status": f"Status: {status}"})
             return out
 
         return Stream(progress_stream(run, last))
