@@ -39,6 +39,7 @@ from .state import bind_unix, iso_from_ns
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024  # a client further behind than this is dropped
+MAX_STDIN_BUFFER = 1024 * 1024  # input held for a process that does not read yet
 START_TIMEOUT = 120.0  # created but never started: give up
 
 
@@ -100,6 +101,7 @@ class Client:
         self.proc: Proc | None = None  # the process whose stdin this client feeds
         self.closing = False  # close once `out` is flushed
         self.read_closed = False
+        self.read_paused = False  # stdin backpressure: the process is not reading
 
 
 class Proc:
@@ -117,6 +119,8 @@ class Proc:
         self.clients: list[Client] = []
         self.stdin_once = False
         self.console_path: Path | None = None
+        self.stdin_buf = bytearray()  # written as the process reads (never blocks the loop)
+        self.stdin_close_pending = False
 
 
 class Monitor:
@@ -166,6 +170,7 @@ class Monitor:
         if open_stdin:
             r, w = os.pipe()
             proc.stdin_w = w
+            _nonblock(w)
             stdin = r
             to_close.append(r)
         else:
@@ -251,7 +256,12 @@ class Monitor:
                     except BlockingIOError:
                         pass
                 elif kind == "out":
-                    self._read_output(obj, key.fd)
+                    if mask & selectors.EVENT_WRITE:
+                        self._flush_stdin(obj)
+                    if mask & selectors.EVENT_READ:
+                        self._read_output(obj, key.fd)
+                elif kind == "in":
+                    self._flush_stdin(obj)
                 elif kind == "client":
                     if mask & selectors.EVENT_READ:
                         self._client_read(obj)
@@ -332,7 +342,7 @@ class Monitor:
         if c.sock.fileno() < 0:
             return
         ev = 0
-        if not c.read_closed:
+        if not c.read_closed and not c.read_paused:
             ev |= selectors.EVENT_READ
         if c.out:
             ev |= selectors.EVENT_WRITE
@@ -425,10 +435,75 @@ class Monitor:
         p = c.proc
         if not c.stdin or p is None or p.stdin_w is None or p.exit_code is not None:
             return
+        p.stdin_buf += data
+        self._flush_stdin(p)
+        if len(p.stdin_buf) > MAX_STDIN_BUFFER:  # stop reading the client until it drains
+            c.read_paused = True
+            self._update_events(c)
+
+    def _stdin_watch(self, p: Proc, want_write: bool) -> None:
+        """Register (or not) the process's stdin for writability; a tty master is also its
+        output, so its one registration is modified instead."""
+        fd = p.stdin_w
+        if fd is None:
+            return
+        if fd in p.outputs:
+            ev = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.modify(fd, ev, ("out", p))
+            return
         try:
-            os.write(p.stdin_w, data)  # blocking writes: stdin is a pipe or the pty
-        except OSError:
+            if want_write:
+                self.sel.register(fd, selectors.EVENT_WRITE, ("in", p))
+            else:
+                self.sel.unregister(fd)
+        except KeyError:
             pass
+        except ValueError:
+            pass
+
+    def _flush_stdin(self, p: Proc) -> None:
+        fd = p.stdin_w
+        if fd is None:
+            p.stdin_buf.clear()
+            return
+        while p.stdin_buf:
+            try:
+                n = os.write(fd, p.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:  # the process closed its stdin: drop what it will never read
+                p.stdin_buf.clear()
+                break
+            del p.stdin_buf[:n]
+        registered = False
+        try:
+            key = self.sel.get_key(fd)
+            registered = bool(key.events & selectors.EVENT_WRITE)
+        except (KeyError, ValueError):
+            pass
+        if p.stdin_buf and not registered:
+            self._stdin_watch(p, True)
+        elif not p.stdin_buf and registered:
+            self._stdin_watch(p, False)
+        if len(p.stdin_buf) <= MAX_STDIN_BUFFER // 2:
+            for c in p.clients:
+                if c.read_paused:
+                    c.read_paused = False
+                    self._update_events(c)
+        if not p.stdin_buf and p.stdin_close_pending:
+            self._close_stdin(p)
+
+    def _close_stdin(self, p: Proc) -> None:
+        fd = p.stdin_w
+        p.stdin_close_pending = False
+        if fd is None or fd in p.outputs:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        p.stdin_w = None
 
     def _stdin_eof(self, c: Client) -> None:
         p = c.proc
@@ -437,11 +512,10 @@ class Monitor:
         if p.tty:
             return  # a tty has no EOF of its own; the user types ^D
         if p.stdin_once or p is not self.init:
-            try:
-                os.close(p.stdin_w)
-            except OSError:
-                pass
-            p.stdin_w = None
+            if p.stdin_buf:
+                p.stdin_close_pending = True  # after what is still buffered
+            else:
+                self._close_stdin(p)
 
     def _reply(self, c: Client, obj: dict, close: bool = False) -> None:
         self._send(c, json.dumps(obj).encode() + b"\n")
@@ -547,15 +621,18 @@ class Monitor:
             return
         atomic_write(self.exec_dir / "execs" / f"{proc.name}.json",
                      {"ExitCode": proc.exit_code, "Pid": proc.pid})
+        if proc.stdin_w is not None and proc.stdin_w != proc.master:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(proc.stdin_w)
+            with contextlib.suppress(OSError):
+                os.close(proc.stdin_w)
+        proc.stdin_w = None
+        proc.stdin_buf.clear()
         if proc.master is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(proc.master)
             os.close(proc.master)
             proc.master = None
-        if proc.stdin_w is not None:
-            try:
-                os.close(proc.stdin_w)
-            except OSError:
-                pass
-            proc.stdin_w = None
         for cl in list(proc.clients):
             cl.closing = True
             cl.kind = "done"

@@ -485,3 +485,27 @@ def test_restore_after_monitor_died_applies_restart_policy(env) -> None:
     assert m2.inspect(cid)["State"]["Running"] and m2.inspect(cid)["RestartCount"] == 1
     m2.remove(cid, force=True)
     m2.close()
+
+
+def test_large_stdin_never_blocks_the_monitor(env) -> None:
+    """cat echoes 4 MiB: input and output pipes fill both ways; nothing may deadlock."""
+    m, _, _, _ = env
+    cid = run(m, ["cat"], OpenStdin=True, StdinOnce=True)
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=m.attach, args=(cid, theirs), kwargs={"stdin": True})
+    t.start()
+    time.sleep(0.1)
+    m.start(cid)
+    payload = bytes(range(256)) * (4 * 4096)
+
+    def feed() -> None:
+        ours.sendall(payload)
+        ours.shutdown(socket.SHUT_WR)
+
+    f = threading.Thread(target=feed)
+    f.start()
+    data = recv_all(ours, timeout=30)
+    f.join(10)
+    t.join(10)
+    assert unframe(data)[1] == payload
+    assert m.wait(cid, timeout=10)["StatusCode"] == 0
