@@ -52,6 +52,15 @@ COMMANDS: dict[str, tuple[str, dict[str, tuple[str, str]], list[str]]] = {
     "ps": ("list the container's processes", _FORMAT, ["id", "*ps_args"]),
     "events": ("print stats once (--stats)", {"--stats": ("stats", "bool"),
                                              "--interval": ("interval", "str")}, ["id"]),
+    "update": ("change a container's cgroup limits", {
+        "-r": ("resources", "str"), "--resources": ("resources", "str"),
+        "--memory": ("memory", "str"), "--memory-swap": ("memory_swap", "str"),
+        "--memory-reservation": ("memory_reservation", "str"),
+        "--cpu-quota": ("cpu_quota", "int"), "--cpu-period": ("cpu_period", "int"),
+        "--cpu-shares": ("cpu_shares", "int"), "--cpuset-cpus": ("cpuset_cpus", "str"),
+        "--cpuset-mems": ("cpuset_mems", "str"), "--pids-limit": ("pids_limit", "int"),
+        "--blkio-weight": ("blkio_weight", "int"),
+    }, ["id"]),
     "exec": ("run a process in a running container", {
         "-p": ("process", "str"), "--process": ("process", "str"), "-t": ("tty", "bool"),
         "--tty": ("tty", "bool"), "--console-socket": ("console_socket", "str"),
@@ -398,11 +407,52 @@ def _dispatch(args) -> int:
             for line in out[1:]:
                 if int(line.split()[col]) in pids:
                     print(line)
+    elif cmd == "update":
+        c.update(_update_resources(args))
     elif cmd == "events":
         print(json.dumps({"type": "stats", "id": c.id, "data": c.stats()}))
     elif cmd == "exec":
         return _exec(args, c)
     return 0
+
+
+def _bytes(v: str) -> int:
+    """512, 512k, 64m, 1g (runc's memory flags; -1 = unlimited)."""
+    v = v.strip().lower().removesuffix("b")
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(v[-1:], 1)
+    try:
+        return int(v[:-1] if mult > 1 else v) * mult
+    except ValueError:
+        raise UsageError(f"invalid size {v!r}") from None
+
+
+def _update_resources(args) -> dict:
+    import json
+
+    if args.resources:
+        if args.resources == "-":
+            res = json.load(sys.stdin)
+        else:
+            with open(args.resources) as f:
+                res = json.load(f)
+        return dict(res)
+    res: dict = {}
+    mem = {k: _bytes(v) for k, v in (("limit", args.memory), ("swap", args.memory_swap),
+                                      ("reservation", args.memory_reservation)) if v}
+    if mem:
+        res["memory"] = mem
+    cpu = {k: v for k, v in (("quota", args.cpu_quota), ("period", args.cpu_period),
+                             ("shares", args.cpu_shares), ("cpus", args.cpuset_cpus),
+                             ("mems", args.cpuset_mems)) if v is not None}
+    if cpu:
+        res["cpu"] = cpu
+    if args.pids_limit is not None:
+        res["pids"] = {"limit": args.pids_limit}
+    if args.blkio_weight is not None:
+        res["blockIO"] = {"weight": args.blkio_weight}
+    if not res:
+        raise UsageError("update: nothing to change")
+    return res
 
 
 def _exec(args, c) -> int:

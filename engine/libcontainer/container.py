@@ -445,6 +445,16 @@ class Container:
         self._st["paused"] = False
         self._save()
 
+    def update(self, resources: dict) -> None:
+        """Change the cgroup limits of a live container (OCI linux.resources shape; only the
+        fields given change). Validated like config.json, ConfigError names the field."""
+        from .cgroups import Resources
+
+        st = self.status
+        if st == "stopped":
+            raise StateError("cannot update a stopped container")
+        self.manager.update(Resources.from_oci(resources))
+
     def stats(self) -> dict:
         return dict(self.manager.stats())
 

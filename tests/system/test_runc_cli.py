@@ -615,3 +615,26 @@ def test_join_namespaces_by_path(env):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [os.readlink(f"/proc/{pid_a}/ns/net"), "skiff"]
     env.cli("delete", "-f", cid_a, check=True)
+
+
+def test_update_resources(env, tmp_path):
+    cid, b = env.bundle(["sleep", "60"])
+    env.cli("run", "-d", "-b", b, cid, check=True)
+    try:
+        env.cli("update", "--pids-limit", "33", "--cpu-quota", "20000", "--cpu-period",
+                "100000", cid, check=True)
+        rf = tmp_path / "res.json"
+        rf.write_text(json.dumps({"memory": {"limit": 64 * 1024 * 1024}}))
+        env.cli("update", "-r", str(rf), cid, check=True)
+        r = env.cli("update", "--cpu-quota", "10", cid)
+        assert r.returncode == 1 and "cpu" in r.stderr
+        if os.path.isdir("/sys/fs/cgroup/pids"):
+            assert _cg(cid, "pids", "pids.max") == "33"
+            assert _cg(cid, "cpu", "cpu.cfs_quota_us") == "20000"
+            assert _cg(cid, "memory", "memory.limit_in_bytes") == str(64 * 1024 * 1024)
+        else:
+            base = f"/sys/fs/cgroup/skt1/{cid}"
+            assert open(f"{base}/pids.max").read().strip() == "33"
+            assert open(f"{base}/memory.max").read().strip() == str(64 * 1024 * 1024)
+    finally:
+        env.cli("delete", "-f", cid, check=True)
