@@ -431,11 +431,9 @@ def _update_resources(args) -> dict:
 
     if args.resources:
         if args.resources == "-":
-            res = json.load(sys.stdin)
-        else:
-            with open(args.resources) as f:
-                res = json.load(f)
-        return dict(res)
+            return dict(json.load(sys.stdin))
+        with open(args.resources) as f:
+            return dict(json.load(f))
     res: dict = {}
     mem = {k: _bytes(v) for k, v in (("limit", args.memory), ("swap", args.memory_swap),
                                       ("reservation", args.memory_reservation)) if v}
