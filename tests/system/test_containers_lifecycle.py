@@ -429,3 +429,28 @@ def test_device_and_cgroup_parent(env: Env) -> None:
     assert (ctl / parent / cid).is_dir()
     env.m.remove(cid, force=True)
     assert not (ctl / parent / cid).exists()
+
+
+def test_large_stdin_through_cat(env: Env) -> None:
+    cid = env.run_(["cat"], OpenStdin=True, StdinOnce=True)
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=env.m.attach, args=(cid, theirs), kwargs={"stdin": True})
+    t.start()
+    time.sleep(0.1)
+    env.m.start(cid)
+    # ~2 MiB of text (json-file keeps text; invalid UTF-8 becomes U+FFFD, as in docker)
+    payload = b"".join(b"line %06d\n" % i for i in range(170000))
+
+    def feed() -> None:
+        ours.sendall(payload)
+        ours.shutdown(socket.SHUT_WR)
+
+    f = threading.Thread(target=feed)
+    f.start()
+    data = recv_all(ours, timeout=60)
+    f.join(10)
+    t.join(10)
+    assert unframe(data)[1] == payload
+    assert env.m.wait(cid, timeout=20)["StatusCode"] == 0
+    # the json-file log holds the same bytes
+    assert unframe(b"".join(env.m.logs(cid)))[1] == payload
