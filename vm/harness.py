@@ -47,6 +47,10 @@ RUN_ROOT = Path(os.environ.get("SKIFF_VM_RUN_DIR", "/var/tmp/skt6-run"))
 POOL_PATH = Path(os.environ.get("SKIFF_VM_POOL_PATH", "/var/tmp/skt6-pool"))
 MACHINES = ("v2", "v1")
 GUEST_RESULTS = "/var/tmp/skiff-results"
+# the same list as the synced folder's rsync__exclude in vm/Vagrantfile
+RSYNC_EXCLUDES = (".vagrant/", ".git/", ".tox/", ".venv/", "results/", "__pycache__/",
+                  "*.egg-info/", ".mypy_cache/", ".ruff_cache/", ".pytest_cache/", ".hypothesis/",
+                  "build/", "dist/")
 
 
 class StepFailed(Exception):
@@ -426,8 +430,15 @@ class Harness:
                 with self.run.step(k, "rsync source"):
                     if self.vagrant("status", k, check=False).stdout.find("running") < 0:
                         raise StepFailed(f"no running VM {k}: run with --keep first")
-                    self.ssh_config(k)
-                    self.vagrant("rsync", k, log=self.kdir(k) / "rsync.log")
+                    cfg = self.ssh_config(k)
+                    # our own rsync over the VM's ssh-config, not `vagrant rsync`: Vagrant
+                    # replays the folders recorded at `up`, and the wheelhouse may have moved
+                    ssh = f"ssh -F {cfg} -o LogLevel=ERROR"
+                    excl = [f"--exclude={x}" for x in RSYNC_EXCLUDES]
+                    self.run.sh(["rsync", "-a", "--delete", *excl, "-e", ssh,
+                                 f"{REPO}/", f"{k}:/srv/skiff/"], log=self.kdir(k) / "rsync.log")
+                    self.run.sh(["rsync", "-a", "--delete", "-e", ssh, f"{self.wheels}/",
+                                 f"{k}:/srv/wheels/"], log=self.kdir(k) / "rsync.log")
                 with self.run.step(k, "provision (update)") as s:
                     recap = self.ansible(k, self.kdir(k) / "provision.log")
                     s.detail = f"changed={recap.get('changed')}"
