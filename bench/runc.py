@@ -22,6 +22,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 from bench.common import Series, interleave, run_cmd, table
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
 
     image = busybox.build()
     tmp = Path(tempfile.mkdtemp(prefix="skt1-bench-"))
-    roots = {n: f"/run/skt1-bench-{n}" for n in ("skiff", "skiffI", "runc", "crun")}
+    roots = {n: f"/run/skt1-bench-{n}" for n in ("skiff", "skiffI", "skiffZ", "runc", "crun")}
     for r in roots.values():  # a previous interrupted run may have left state behind
         shutil.rmtree(r, ignore_errors=True)
     cases = {}
@@ -84,6 +85,16 @@ def main(argv: list[str]) -> int:
     cases["skiff-runc run (python -I -S)"] = run_cmd(
         [sys.executable, "-I", "-S", "-X", "pycache_prefix=/var/tmp/skiff-bench-pycache",
          "-c", launcher, "--root", roots["skiffI"], "run", "-b", b, "skiffbenchi"], env=env)
+    zsock = "/run/skt1-bench-zygote.sock"
+    zygote = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-X", "pycache_prefix=/var/tmp/skiff-bench-pycache", "-c",
+         launcher.replace("engine.libcontainer.cli", "engine.libcontainer.zygote"), zsock,
+         "--idle", "600"], env=env)
+    b = _bundle(tmp, str(image / "rootfs"), "skiffZ")
+    cases["skiff-runc run (python -I -S, via zygote)"] = run_cmd(
+        [sys.executable, "-I", "-S", "-X", "pycache_prefix=/var/tmp/skiff-bench-pycache",
+         "-c", launcher, "--root", roots["skiffZ"], "run", "-b", b, "skiffbenchz"],
+        env={**env, "SKIFF_RUNC_ZYGOTE": zsock})
     if shutil.which("runc"):
         b = _bundle(tmp, str(image / "rootfs"), "runc")
         cases["runc run"] = run_cmd(["runc", "--root", roots["runc"], "run", "-b", b,
@@ -109,9 +120,15 @@ def main(argv: list[str]) -> int:
         return go
 
     cases = {name: with_cpu(name, fn) for name, fn in cases.items()}
+    for _ in range(100):  # the zygote is ready when its socket exists
+        if os.path.exists(zsock):
+            break
+        time.sleep(0.05)
     try:
         series = interleave(cases, a.runs, warmup=a.warmup)
     finally:
+        zygote.terminate()
+        zygote.wait(timeout=10)
         for r in roots.values():
             shutil.rmtree(r, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,7 +139,9 @@ def main(argv: list[str]) -> int:
             except OSError:
                 pass
     out = table(series, baseline)
-    cpu_series = [Series(name, samples[a.warmup:]) for name, samples in cpu.items()]
+    # the zygote's request children are not children of the measured command: no CPU row
+    cpu_series = [Series(name, samples[a.warmup:]) for name, samples in cpu.items()
+                  if "zygote" not in name]
     out += "\n\nCPU time (user+sys of the runtime and its children):\n\n" + table(
         cpu_series, baseline)
     versions = []

@@ -14,6 +14,9 @@ import sys
 DEFAULT_ROOT = "/run/skiff-runc"
 
 
+_IN_ZYGOTE = False  # set by the zygote's request children, which run main() themselves
+
+
 class UsageError(ValueError):
     pass
 
@@ -279,6 +282,11 @@ def _reap_all() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    zygote = os.environ.get("SKIFF_RUNC_ZYGOTE")
+    if zygote and os.path.exists(zygote) and not _IN_ZYGOTE:
+        from .zygote import client
+
+        return client(zygote, argv)
     try:
         args = parse_args(argv)
     except UsageError as e:

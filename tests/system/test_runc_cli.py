@@ -638,3 +638,24 @@ def test_update_resources(env, tmp_path):
             assert open(f"{base}/memory.max").read().strip() == str(64 * 1024 * 1024)
     finally:
         env.cli("delete", "-f", cid, check=True)
+
+
+def test_zygote_runs_commands(env, tmp_path):
+    sock = f"/run/skt1-zyg-{uuid.uuid4().hex[:6]}.sock"
+    z = subprocess.Popen([sys.executable, "-m", "engine.libcontainer.zygote", sock, "--idle",
+                          "60"])
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cid, b = env.bundle(["sh", "-c", "echo pid=$$; echo oops >&2; exit 4"])
+        r = env.cli("run", "-b", b, cid, env={**os.environ, "SKIFF_RUNC_ZYGOTE": sock})
+        assert r.returncode == 4, r.stderr
+        assert r.stdout == "pid=1\n" and r.stderr == "oops\n"
+        r = env.cli("state", "nope", env={**os.environ, "SKIFF_RUNC_ZYGOTE": sock})
+        assert r.returncode == 1 and "does not exist" in r.stderr
+        assert_nothing_left(env, cid)
+    finally:
+        z.terminate()
+        z.wait(timeout=10)
+    assert not os.path.exists(sock)
