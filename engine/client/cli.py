@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -698,6 +699,14 @@ class _Waiter:
         return int(self.result.get("StatusCode", 0))
 
     def close(self) -> None:
+        """Shut the socket down before closing it: close() alone neither wakes the reader
+        thread blocked in recv() nor tells the daemon we left (its wait job would run until
+        the container exits), and the freed fd number could be reused under that reader."""
+        try:
+            self.r.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._t.join(5)
         try:
             self.r.sock.close()
         except OSError:

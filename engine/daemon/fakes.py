@@ -17,7 +17,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,9 @@ class FakeContainers:
         self.volumes = FakeVolumes()
         self.lock = threading.RLock()
         self.resized: list[tuple[str, int, int]] = []
+        # removed containers, for an attach served after a fast auto-removed run (docker run
+        # attaches before start; the 101 goes out before the backend's attach runs)
+        self.gone: dict[str, FakeContainer] = {}
 
     # lookup -------------------------------------------------------------------------
     def get(self, ref: str) -> FakeContainer:
@@ -172,17 +175,34 @@ class FakeContainers:
         c.host_config.update(resources)
         return []
 
-    def wait(self, ref: str, condition: str = "not-running") -> dict:
+    def wait_prepare(self, ref: str, condition: str = "not-running"
+                     ) -> Callable[[float | None], dict]:
+        """Register the waiter now, block later, like ContainerManager.wait_prepare.
+
+        Why: the router sends wait's 200 before the client starts the container; a waiter
+        that looked at the container only when its thread got to run could miss a fast exit
+        (next-exit then waited forever, the test hung on the wait socket) or find an
+        auto-removed container gone."""
         c = self.get(ref)
         with c.cv:
-            if condition == "not-running":
-                c.cv.wait_for(lambda: c.status not in ("running", "paused"))
-            elif condition == "next-exit":
-                n = c.exits
-                c.cv.wait_for(lambda: c.exits > n)
-            else:
-                c.cv.wait_for(lambda: c.status == "removed")
-        return {"StatusCode": c.exit_code, "Error": None}
+            n = c.exits
+
+        def block(timeout: float | None = None) -> dict:
+            with c.cv:
+                if condition == "next-exit":
+                    ok = c.cv.wait_for(lambda: c.exits > n, timeout)
+                elif condition == "removed":
+                    ok = c.cv.wait_for(lambda: c.status == "removed", timeout)
+                else:
+                    ok = c.cv.wait_for(lambda: c.status not in ("running", "paused"), timeout)
+            if not ok:
+                raise TimeoutError(f"container {c.id} did not reach {condition!r}")
+            return {"StatusCode": c.exit_code, "Error": None}
+
+        return block
+
+    def wait(self, ref: str, condition: str = "not-running") -> dict:
+        return self.wait_prepare(ref, condition)(None)
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
@@ -193,6 +213,7 @@ class FakeContainers:
             self._exit(c, 137, [])
         with self.lock:
             self.cs.pop(c.id, None)
+            self.gone[c.id] = c
         with c.cv:
             c.status = "removed"
             c.cv.notify_all()
@@ -231,7 +252,7 @@ class FakeContainers:
 
     def attach(self, ref: str, sock: socket.socket, *, stdin: bool, stdout: bool,
                stderr: bool, stream: bool = True, logs: bool = False) -> None:
-        c = self.get(ref)
+        c = self.gone.get(ref) or self.get(ref)
         tty = bool(c.config.get("Tty"))
         # a run that ended before this attach was served (docker run races) still streams
         sent = 0 if logs or c.exits <= 1 else len(c.output)

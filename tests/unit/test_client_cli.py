@@ -119,6 +119,68 @@ def test_run_rm_prints_output_and_returns_exit_code(host, capsys):
     assert b.containers.cs == {}
 
 
+def test_run_survives_a_late_waiter_and_a_late_attach(host, capsys, monkeypatch):
+    """The daemon answers wait's 200 and attach's 101 before its threads look at the
+    container; a fast (auto-removed) run must still stream its output and exit code.
+
+    This hung in a full unit run: the fake looked at the exit count only when its wait
+    thread ran, so a run that had already exited waited forever for the 'next' exit."""
+    import threading
+    import time
+
+    from engine.daemon.fakes import FakeContainers
+
+    attach, prepare = FakeContainers.attach, FakeContainers.wait_prepare
+
+    def late_attach(self, *a, **k):
+        time.sleep(0.3)
+        return attach(self, *a, **k)
+
+    def late_prepare(self, *a, **k):
+        block = prepare(self, *a, **k)
+
+        def late_block(timeout=None):
+            time.sleep(0.3)
+            return block(timeout)
+
+        return late_block
+
+    def late_wait(self, *a, **k):
+        time.sleep(0.3)
+        return FakeContainers.wait_prepare(self, *a, **k)(None)
+
+    monkeypatch.setattr(FakeContainers, "attach", late_attach)
+    monkeypatch.setattr(FakeContainers, "wait_prepare", late_prepare)
+    monkeypatch.setattr(FakeContainers, "wait", late_wait)
+    h, b = host
+    results = []
+
+    def runs():
+        for argv in (["--rm", "busybox", "echo", "hi"], ["--rm", "busybox", "exit", "7"],
+                     ["busybox", "echo", "x"], ["busybox", "exit", "3"]):
+            results.append(run(h, capsys, "run", *argv))
+
+    t = threading.Thread(target=runs, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), f"skiff run hung after {results}"
+    assert results == [(0, "hi\n", ""), (7, "", ""), (0, "x\n", ""), (3, "", "")]
+    assert len(b.containers.cs) == 2
+
+
+def test_detached_run_leaves_no_wait_behind(host, capsys):
+    """`run -d` closes its wait connection so the daemon's wait job ends (not at exit)."""
+    import time
+
+    h, b = host
+    rc, out, _ = run(h, capsys, "run", "-d", "busybox", "sleep")
+    assert rc == 0
+    deadline = time.monotonic() + 5
+    while any(j.name == "container.wait" for j in b.engine.jobs()):
+        assert time.monotonic() < deadline, [j.name for j in b.engine.jobs()]
+        time.sleep(0.05)
+
+
 def test_run_pulls_a_missing_image(host, capsys):
     h, b = host
     b.images.images.clear()

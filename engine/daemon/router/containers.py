@@ -239,7 +239,21 @@ def routes(b: Backends) -> list:
         # a backend may offer two-phase waiting (register now, block later) so the waiter
         # provably exists before the client sends start
         prepare = getattr(m, "wait_prepare", None)
-        block = prepare(cid, cond) if prepare else (lambda: m.wait(cid, condition=cond))
+        gone = threading.Event()  # the client hung up: stop waiting (docker cancels too)
+
+        if prepare:
+            block_once = prepare(cid, cond)
+
+            def block() -> Any:
+                while True:
+                    try:
+                        return block_once(1.0)
+                    except TimeoutError:
+                        if gone.is_set():
+                            raise ConnectionResetError("the client went away") from None
+        else:
+            def block() -> Any:
+                return m.wait(cid, condition=cond)
 
         def worker() -> None:
             try:
@@ -253,8 +267,11 @@ def routes(b: Backends) -> list:
         threading.Thread(target=worker, daemon=True).start()
 
         def gen():
-            while not done.wait(1.0):
-                yield None
+            try:
+                while not done.wait(1.0):
+                    yield None
+            finally:
+                gone.set()  # also on close(): the server closes us when the peer left
             if "e" in result:
                 yield json.dumps({"Error": {"Message": str(result["e"])},
                                   "StatusCode": -1}).encode() + b"\n"
