@@ -92,40 +92,52 @@ class JsonFileWriter:
         self._size = self._fh.tell()
 
     def write(self, stream: str, data: bytes) -> None:
+        """One entry per line (lines over 16 KiB are split, as docker does); one write(2) per
+        call unless a rotation falls in between."""
         buf = self._partial.get(stream, b"") + data
-        while True:
-            nl = buf.find(b"\n", 0, MAX_PARTIAL + 1)
-            if nl >= 0:
-                self._entry(stream, buf[: nl + 1])
-                buf = buf[nl + 1 :]
-            elif len(buf) > MAX_PARTIAL:  # docker's partial entries for very long lines
-                self._entry(stream, buf[:MAX_PARTIAL])
-                buf = buf[MAX_PARTIAL:]
-            else:
-                break
-        self._partial[stream] = buf
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        pieces: list[bytes] = []
+        for line in lines:
+            while len(line) > MAX_PARTIAL:
+                pieces.append(line[:MAX_PARTIAL])
+                line = line[MAX_PARTIAL:]
+            pieces.append(line + b"\n")
+        while len(rest) > MAX_PARTIAL:
+            pieces.append(rest[:MAX_PARTIAL])
+            rest = rest[MAX_PARTIAL:]
+        self._partial[stream] = rest
+        if pieces:
+            self._entries(stream, pieces)
 
     def flush(self) -> None:
         """At exit: a last line without its newline is still a log entry."""
         for stream, buf in self._partial.items():
             if buf:
-                self._entry(stream, buf)
+                self._entries(stream, [buf])
             self._partial[stream] = b""
 
     def close(self) -> None:
         self.flush()
         self._fh.close()
 
-    def _entry(self, stream: str, raw: bytes) -> None:
-        line = json.dumps(
-            {"log": raw.decode("utf-8", "replace"), "stream": stream,
-             "time": iso_from_ns(time.time_ns())},
-            ensure_ascii=False,
-        ).encode() + b"\n"
-        if self.max_size > 0 and self._size > 0 and self._size + len(line) > self.max_size:
-            self._rotate()
-        self._fh.write(line)
-        self._size += len(line)
+    def _entries(self, stream: str, pieces: list[bytes]) -> None:
+        tail = f',"stream":"{stream}","time":"{iso_from_ns(time.time_ns())}"}}\n'.encode()
+        out = bytearray()
+        for raw in pieces:
+            line = b'{"log":' + json.dumps(raw.decode("utf-8", "replace"),
+                                           ensure_ascii=False).encode() + tail
+            if (self.max_size > 0 and self._size + len(out) > 0
+                    and self._size + len(out) + len(line) > self.max_size):
+                if out:
+                    self._fh.write(out)
+                    self._size += len(out)
+                    out = bytearray()
+                self._rotate()
+            out += line
+        if out:
+            self._fh.write(out)
+            self._size += len(out)
 
     def _rotate(self) -> None:
         self._fh.close()

@@ -60,12 +60,13 @@ def run(m: ContainerManager, cmd: list[str], name: str | None = None, **cfg) -> 
 
 
 def unframe(data: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {1: b"", 2: b""}
-    while data:
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        out[stream] = out.get(stream, b"") + data[8 : 8 + size]
-        data = data[8 + size :]
-    return out
+    parts: dict[int, list[bytes]] = {1: [], 2: []}
+    i = 0
+    while i < len(data):
+        stream, size = struct.unpack_from(">BxxxI", data, i)
+        parts.setdefault(stream, []).append(data[i + 8 : i + 8 + size])
+        i += 8 + size
+    return {k: b"".join(v) for k, v in parts.items()}
 
 
 def recv_all(s: socket.socket, timeout: float = 10) -> bytes:
