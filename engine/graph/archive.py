@@ -435,23 +435,37 @@ class _Applier:
         tparts = split_name(m.linkname, "hard link target")
         if not tparts:
             raise LayerError(f"layer entry {m.name!r}: hard link to the layer root")
+        missing = LayerError(
+            f"layer entry {m.name!r}: hard link target {m.linkname!r} is not in the layer"
+        )
+        # Own duplicates: opening the target's directory may evict cached fds, and replacing
+        # `base` may remove the target's directory (closing its cached fd) when the target
+        # lies below the entry being replaced.
+        pfd = os.dup(pfd)
+        tfd = -1
         try:
-            tfd = self.open_dir(tparts[:-1], m.name, create=False)
-            st = os.stat(tparts[-1], dir_fd=tfd, follow_symlinks=False)
-        except FileNotFoundError:
-            raise LayerError(
-                f"layer entry {m.name!r}: hard link target {m.linkname!r} is not in the layer"
-            ) from None
-        if stat.S_ISDIR(st.st_mode):
-            raise LayerError(f"layer entry {m.name!r}: hard link to a directory")
-        try:
-            cur = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-            if (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino):
-                return
-        except FileNotFoundError:
-            pass
-        self._remove(pfd, base, pparts)
-        os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            try:
+                tfd = os.dup(self.open_dir(tparts[:-1], m.name, create=False))
+                st = os.stat(tparts[-1], dir_fd=tfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise missing from None
+            if stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"layer entry {m.name!r}: hard link to a directory")
+            try:
+                cur = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+                if (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino):
+                    return
+            except FileNotFoundError:
+                pass
+            self._remove(pfd, base, pparts)
+            try:
+                os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise missing from None
+        finally:
+            os.close(pfd)
+            if tfd >= 0:
+                os.close(tfd)
 
     def whiteout(self, pparts: tuple[str, ...], base: str, name: str) -> None:
         pfd = self.open_dir(pparts, name)

@@ -276,3 +276,13 @@ def test_gzip_member_ending_on_a_read_boundary(box, monkeypatch):
     monkeypatch.setattr(archive, "CHUNK", len(first))  # the first read ends with member 1
     apply_layer(io.BytesIO(first + gzip.compress(data[4096:])), layer)
     assert (layer / "b").read_text() == "y" * 3000
+
+
+def test_hardlink_replacing_the_directory_that_holds_its_target(box):
+    """`a/b` hard-linked to `a/b/c` removes `a/b` first: the target is gone, a clear error."""
+    layer, _, snapshot = box
+    before = snapshot()
+    with pytest.raises(LayerError, match="not in the layer"):
+        apply_layer(io.BytesIO(mk([("d", "a/b"), ("f", "a/b/c", "x"), ("h", "a/b", "a/b/c")])),
+                    layer)
+    assert snapshot() == before
