@@ -465,6 +465,8 @@ class Harness:
             if self.run.daemons_started:
                 with self.run.step("host", "stop libvirtd/virtlogd started by the harness"):
                     lv.stop_daemons(self.run.daemons_started, log=say)
+            for f in RUN_ROOT.glob("cm-*"):  # ssh control sockets of destroyed VMs
+                f.unlink(missing_ok=True)
             lv.restore_kvm_access(self.run.kvm_restore)
             with contextlib.suppress(FileNotFoundError):
                 (RUN_ROOT / "state" / "host.json").unlink()
@@ -498,6 +500,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the VM (and libvirtd) afterwards")
     ap.add_argument("--tests-only", action="store_true",
                     help="rsync + suites + collect on a VM kept by an earlier --keep")
+    ap.add_argument("--destroy", action="store_true",
+                    help="only tear down what a --keep run left (VM, volumes, daemons, /dev/kvm)")
     ap.add_argument("--suites", default="system,property",
                     type=lambda s: [x for x in s.split(",") if x])
     ap.add_argument("--cpus", type=int, default=int(os.environ.get("SKIFF_VM_CPUS", "2")))
@@ -528,7 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"run {h.run.run_id}: kernels {h.kernels}, accel {h.accel}, results {h.run.results}")
     interrupted = False
     try:
-        (h.tests_only if args.tests_only else h.full)()
+        if args.destroy:
+            h.prepare_host()
+        else:
+            (h.tests_only if args.tests_only else h.full)()
     except KeyboardInterrupt:
         interrupted = True
         h.ok = False
