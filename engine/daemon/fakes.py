@@ -288,15 +288,20 @@ class FakeContainers:
 
     def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, since: float,
              until: float, timestamps: bool, tail: int | str) -> Iterator[bytes]:
+        # eager, like ContainerManager.logs: the container is looked up before the 200 goes
+        # out, not when a producer thread first iterates (docker-py's run removes it
+        # right after wait, which raced a lazy lookup)
         c = self.get(ref)
         tty = bool(c.config.get("Tty"))
         items = [(s, d) for s, d in c.output if (s == 1 and stdout) or (s == 2 and stderr)]
         if tail != "all":
             items = items[-int(tail):] if int(tail) > 0 else []
+        out = []
         for s, d in items:
             if timestamps:
                 d = b"2026-01-01T00:00:00.000000000Z " + d
-            yield d if tty else _frame(s, d)
+            out.append(d if tty else _frame(s, d))
+        return iter(out)
 
     def resize(self, ref: str, h: int, w: int) -> None:
         c = self.get(ref)

@@ -108,3 +108,28 @@ def test_old_api_version_1_24_still_works():
             assert c.api.inspect_image("busybox")["RepoTags"] == ["busybox:latest"]
         finally:
             c.close()
+
+
+def test_logs_requested_before_a_removal_still_stream():
+    """docker-py's run(remove=True) asks for logs, waits, removes, then reads the logs: the
+    daemon must have looked the container up when it answered, not when it first reads."""
+    from engine.daemon import fakes
+
+    with fake_daemon() as (path, b):
+        b.images.pull("busybox:latest")
+        c = docker.DockerClient(base_url="unix://" + path, version="1.24", timeout=20)
+        try:
+            ct = c.containers.create("busybox", ["echo", "late"])
+            ct.start()
+            logs = ct.logs(stream=True, follow=True)
+            ct.remove()
+            assert b"".join(logs) == b"late\n"
+            # the same contract on the backend itself, without the thread timing
+            ct = c.containers.create("busybox", ["echo", "later"])
+            ct.start()
+            it = b.containers.logs(ct.id, stdout=True, stderr=True, follow=True, since=0,
+                                   until=0, timestamps=False, tail="all")
+            ct.remove()
+            assert b"".join(it) == fakes._frame(1, b"later\n")
+        finally:
+            c.close()
