@@ -12,12 +12,51 @@ blockIO.weight; -1 means "unlimited" for memory values, cpu.quota and pids.limit
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, fields
-from typing import Any
-
 from ..errors import ConfigError
 from . import model
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from typing import Any
+
+# DeviceRule and Resources are plain __slots__ classes rather than frozen dataclasses: they are
+# on every `skiff-runc run`'s import path, and importing dataclasses (-> inspect, ast, dis,
+# tokenize) plus generating the classes cost more CPU than the whole spec validation. Same
+# behaviour as the dataclasses they replace: keyword/positional construction, immutability,
+# value equality, hashing, repr, pickling.
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a DeviceRule or Resources (they are immutable values)."""
+
+
+class _Frozen:
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS)
+        return f"{type(self).__qualname__}({args})"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), self._values())
 
 _F = "linux.resources"
 
@@ -29,18 +68,27 @@ THROTTLE_KEYS = {
     "throttleWriteIOPSDevice": "wiops",
 }
 
-_UNIFIED_KEY = re.compile(r"^[a-z_]+\.[A-Za-z0-9_.]+$")
 
-
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(_Frozen):
     """One OCI device cgroup rule; `major`/`minor` None mean any ("*")."""
 
+    __slots__ = ("allow", "type", "major", "minor", "access")
+    _FIELDS = __slots__
+
     allow: bool
-    type: str = "a"
-    major: int | None = None
-    minor: int | None = None
-    access: str = "rwm"
+    type: str
+    major: int | None
+    minor: int | None
+    access: str
+
+    def __init__(self, allow: bool, type: str = "a", major: int | None = None,  # noqa: A002
+                 minor: int | None = None, access: str = "rwm") -> None:
+        s = object.__setattr__
+        s(self, "allow", allow)
+        s(self, "type", type)
+        s(self, "major", major)
+        s(self, "minor", minor)
+        s(self, "access", access)
 
     def v1_line(self) -> str:
         """The line written to v1 devices.allow / devices.deny."""
@@ -68,41 +116,88 @@ DEFAULT_ALLOWED_DEVICES: tuple[DeviceRule, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Resources:
+_RESOURCE_FIELDS = (
+    "memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
+    "memory_disable_oom_killer", "cpu_shares", "cpu_quota", "cpu_period", "cpu_burst",
+    "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "hugepage_limits",
+    "blkio_throttle", "devices", "unified",
+)
+
+
+class Resources(_Frozen):
     """Validated resources. None means "leave the kernel's value alone"."""
 
-    memory_limit: int | None = None  # bytes, -1 unlimited
-    memory_reservation: int | None = None  # bytes, -1 unlimited (v1 soft limit, v2 memory.low)
-    memory_swap: int | None = None  # OCI memory+swap total, -1 unlimited
-    memory_swappiness: int | None = None  # v1 only, 0..100
-    memory_disable_oom_killer: bool | None = None  # v1 memory.oom_control; no v2 equivalent
-    cpu_shares: int | None = None  # 2..262144 (v2: converted to cpu.weight)
-    cpu_quota: int | None = None  # us, -1 unlimited
-    cpu_period: int | None = None  # us
-    cpu_burst: int | None = None  # us
-    cpuset_cpus: str | None = None  # canonical list ("0-1")
-    cpuset_mems: str | None = None
-    pids_limit: int | None = None  # >0, or -1 unlimited
-    blkio_weight: int | None = None  # 10..1000
-    hugepage_limits: tuple[tuple[str, int], ...] = ()  # (page size "2MB", bytes)
+    __slots__ = _RESOURCE_FIELDS
+    _FIELDS = _RESOURCE_FIELDS
+
+    memory_limit: int | None  # bytes, -1 unlimited
+    memory_reservation: int | None  # bytes, -1 unlimited (v1 soft limit, v2 memory.low)
+    memory_swap: int | None  # OCI memory+swap total, -1 unlimited
+    memory_swappiness: int | None  # v1 only, 0..100
+    memory_disable_oom_killer: bool | None  # v1 memory.oom_control; no v2 equivalent
+    cpu_shares: int | None  # 2..262144 (v2: converted to cpu.weight)
+    cpu_quota: int | None  # us, -1 unlimited
+    cpu_period: int | None  # us
+    cpu_burst: int | None  # us
+    cpuset_cpus: str | None  # canonical list ("0-1")
+    cpuset_mems: str | None
+    pids_limit: int | None  # >0, or -1 unlimited
+    blkio_weight: int | None  # 10..1000
+    hugepage_limits: tuple[tuple[str, int], ...]  # (page size "2MB", bytes)
     # (kind "rbps"|"wbps"|"riops"|"wiops", major, minor, rate; rate 0 removes the rule)
-    blkio_throttle: tuple[tuple[str, int, int, int], ...] = ()
-    devices: tuple[DeviceRule, ...] = ()  # OCI rules (the defaults are appended on apply)
-    unified: dict[str, str] = field(default_factory=dict)  # v2 raw files
+    blkio_throttle: tuple[tuple[str, int, int, int], ...]
+    devices: tuple[DeviceRule, ...]  # OCI rules (the defaults are appended on apply)
+    unified: dict[str, str]  # v2 raw files
+
+    def __init__(
+        self,
+        memory_limit: int | None = None,
+        memory_reservation: int | None = None,
+        memory_swap: int | None = None,
+        memory_swappiness: int | None = None,
+        memory_disable_oom_killer: bool | None = None,
+        cpu_shares: int | None = None,
+        cpu_quota: int | None = None,
+        cpu_period: int | None = None,
+        cpu_burst: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
+        pids_limit: int | None = None,
+        blkio_weight: int | None = None,
+        hugepage_limits: tuple[tuple[str, int], ...] = (),
+        blkio_throttle: tuple[tuple[str, int, int, int], ...] = (),
+        devices: tuple[DeviceRule, ...] = (),
+        unified: dict[str, str] | None = None,
+    ) -> None:
+        s = object.__setattr__
+        s(self, "memory_limit", memory_limit)
+        s(self, "memory_reservation", memory_reservation)
+        s(self, "memory_swap", memory_swap)
+        s(self, "memory_swappiness", memory_swappiness)
+        s(self, "memory_disable_oom_killer", memory_disable_oom_killer)
+        s(self, "cpu_shares", cpu_shares)
+        s(self, "cpu_quota", cpu_quota)
+        s(self, "cpu_period", cpu_period)
+        s(self, "cpu_burst", cpu_burst)
+        s(self, "cpuset_cpus", cpuset_cpus)
+        s(self, "cpuset_mems", cpuset_mems)
+        s(self, "pids_limit", pids_limit)
+        s(self, "blkio_weight", blkio_weight)
+        s(self, "hugepage_limits", hugepage_limits)
+        s(self, "blkio_throttle", blkio_throttle)
+        s(self, "devices", devices)
+        s(self, "unified", {} if unified is None else unified)
 
     def is_empty(self) -> bool:
-        return all(
-            getattr(self, f.name) in (None, (), {}) for f in fields(self)
-        )
+        return all(getattr(self, f) in (None, (), {}) for f in self._FIELDS)
 
     def merged(self, update: Resources) -> Resources:
         """These resources with every field `update` sets replacing ours (for `update`)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for f in fields(update):
-            v = getattr(update, f.name)
+        values = {f: getattr(self, f) for f in self._FIELDS}
+        for f in update._FIELDS:
+            v = getattr(update, f)
             if v not in (None, (), {}):
-                values[f.name] = v
+                values[f] = v
         return Resources(**values)
 
     @classmethod
@@ -369,7 +464,22 @@ def _device(i: int, r: Any) -> DeviceRule:
     return DeviceRule(allow, typ, nums[0], nums[1], access)
 
 
-_PAGE_SIZE_RE = re.compile(r"^[1-9][0-9]*[KMG]B$")
+def _is_page_size(s: str) -> bool:
+    """^[1-9][0-9]*[KMG]B$ without `re` (not imported on the start path)."""
+    digits = s[:-2]
+    return (len(s) >= 3 and s[-1] == "B" and s[-2] in "KMG" and digits.isascii()
+            and digits.isdigit() and digits[0] != "0")
+
+
+_UNIFIED_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_UNIFIED_REST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+def _is_unified_key(k: str) -> bool:
+    """^[a-z_]+\\.[A-Za-z0-9_.]+$ without `re`: a controller prefix, a dot, a file name."""
+    head, dot, tail = k.partition(".")
+    return (bool(dot) and bool(head) and bool(tail) and set(head) <= _UNIFIED_FIRST
+            and set(tail) <= _UNIFIED_REST)
 
 
 def _hugepage(i: int, h: Any) -> tuple[str, int]:
@@ -377,7 +487,7 @@ def _hugepage(i: int, h: Any) -> tuple[str, int]:
     if not isinstance(h, dict):
         raise ConfigError(name, h, "must be an object with pageSize and limit")
     size = h.get("pageSize")
-    if not isinstance(size, str) or not _PAGE_SIZE_RE.match(size):
+    if not isinstance(size, str) or not _is_page_size(size):
         raise ConfigError(f"{name}.pageSize", size, "must be a size such as '2MB' or '1GB'")
     limit = h.get("limit")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= model.INT64_MAX:
@@ -412,7 +522,7 @@ def _unified(u: Any) -> dict[str, str]:
     out = {}
     for k, v in u.items():
         name = f"{_F}.unified[{k!r}]"
-        if not isinstance(k, str) or not _UNIFIED_KEY.match(k) or ".." in k:
+        if not isinstance(k, str) or not _is_unified_key(k) or ".." in k:
             raise ConfigError(name, k, "must name a cgroup interface file such as 'memory.high'")
         if k.startswith("cgroup.") and k not in ("cgroup.max.depth", "cgroup.max.descendants"):
             raise ConfigError(name, k, "cgroup core files cannot be set")
