@@ -36,8 +36,9 @@ V2_FILES = {
 V1_DEFAULTS = {"cpuset.cpus": "", "cpuset.mems": "", "memory.limit_in_bytes": "9223372036854771712"}
 
 
-def fake_mkdir(path: Path) -> None:
+def fake_mkdir(path: str | Path) -> None:
     """What the kernel does on mkdir in a cgroupfs: make the interface files."""
+    path = Path(path)  # the v1 manager passes strings (no pathlib on the start path)
     if path.exists():
         return
     path.mkdir()
@@ -57,8 +58,9 @@ def fake_mkdir(path: Path) -> None:
             (path / f.name).write_text(V1_DEFAULTS.get(f.name, f.read_text()))
 
 
-def fake_write(path: Path, value: str) -> None:
+def fake_write(path: str | Path, value: str) -> None:
     """Enough of cgroup.subtree_control's semantics: "+ctrl" adds, "-ctrl" removes."""
+    path = Path(path)  # the v1 manager passes strings (no pathlib on the start path)
     if path.name == "cgroup.subtree_control":
         have = path.read_text().split() if path.exists() else []
         for tok in value.split():
@@ -182,7 +184,7 @@ def test_v1_create_writes(v1root):
 def test_v1_memsw_order(v1root, monkeypatch):
     writes: list[tuple[str, str]] = []
     def spy(path, value):
-        writes.append((path.name, value))
+        writes.append((Path(path).name, value))
         fake_write(path, value)
 
     monkeypatch.setattr(fs, "write", spy)
@@ -235,7 +237,7 @@ def test_v1_blkio_weight_missing(v1root):
 
 def test_v1_partial_create_cleans_up(v1root, monkeypatch):
     def failing(path, value):
-        if path.name == "pids.max":
+        if Path(path).name == "pids.max":
             raise fs.CgroupError("boom", path=path, value=value, err=22)
         fake_write(path, value)
 

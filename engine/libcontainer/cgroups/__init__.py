@@ -28,14 +28,20 @@ e.g. EBUSY when v1 cannot lower memory below usage.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import fs, model
 from .base import Manager, normalize_path
 from .fs import CgroupError
 from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
 from .v1 import V1Manager
-from .v2 import V2Manager
+
+# The v2 module (and the pathlib it uses) is imported on first use: this host and every
+# `skiff-runc run` on it use v1, and each import costs start-up time.
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from . import v2  # noqa: F401 - for type checkers; at run time via __getattr__
+    from .v2 import V2Manager
 
 __all__ = [
     "DEFAULT_ALLOWED_DEVICES",
@@ -52,6 +58,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    """`cgroups.V2Manager` and `cgroups.v2`, imported when first asked for."""
+    if name in ("V2Manager", "v2"):
+        import importlib  # not `from . import v2`: that asks this hook for "v2" again
+
+        v2 = importlib.import_module(".v2", __name__)
+        return v2 if name == "v2" else v2.V2Manager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def detect(mountinfo: str | None = None) -> str:
     """"v2" only when /sys/fs/cgroup itself is cgroup2 (pure unified); otherwise "v1".
 
@@ -59,7 +75,7 @@ def detect(mountinfo: str | None = None) -> str:
     hierarchies, so it is v1 for resource control.
     """
     for mnt, fstype, _ in fs.mountinfo(mountinfo):
-        if mnt == str(fs.CGROUP_ROOT) and fstype == "cgroup2":
+        if mnt == fs.ROOT and fstype == "cgroup2":
             return "v2"
     return "v1"
 
@@ -68,9 +84,12 @@ def new_manager(cgroups_path: str, resources: Resources | None = None, *,
                 version: str | None = None, root: str | Path | None = None) -> Manager:
     """The Manager for `cgroups_path` on this host (or `version`/`root`, for tests)."""
     version = version or detect()
-    r = Path(root) if root is not None else None
     if version == "v2":
-        return V2Manager(cgroups_path, resources, root=r)
+        from pathlib import Path
+
+        from .v2 import V2Manager
+
+        return V2Manager(cgroups_path, resources, root=Path(root) if root is not None else None)
     if version == "v1":
-        return V1Manager(cgroups_path, resources, root=r)
+        return V1Manager(cgroups_path, resources, root=root)
     raise ValueError(f"unknown cgroup version {version!r}")

@@ -5,25 +5,31 @@ from __future__ import annotations
 import abc
 import errno
 import os
-import signal
-from pathlib import Path
 
 from ..errors import ConfigError
 from .resources import THROTTLE_KEYS, Resources
 
-SYS_DEV_BLOCK = Path("/sys/dev/block")
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .fs import StrPath
+
+# A string (pathlib is not imported on the start path); a Path works too.
+SYS_DEV_BLOCK: StrPath = "/sys/dev/block"
+_SIGKILL = 9  # signal.SIGKILL; the signal module (-> enum) is not imported on the start path
 
 
 def check_throttle_devices(resources: Resources) -> None:
     """blkio throttling takes whole disks only: an unknown device or a partition is ENODEV."""
     for kind, major, minor, _rate in resources.blkio_throttle:
-        dev = SYS_DEV_BLOCK / f"{major}:{minor}"
+        dev = os.path.join(SYS_DEV_BLOCK, f"{major}:{minor}")
         key = {v: k for k, v in THROTTLE_KEYS.items()}[kind]
-        if not dev.exists():
+        if not os.path.exists(dev):
             raise ConfigError(
                 f"linux.resources.blockIO.{key}", f"{major}:{minor}", "no such block device"
             )
-        if (dev / "partition").exists():
+        if os.path.exists(os.path.join(dev, "partition")):
             raise ConfigError(
                 f"linux.resources.blockIO.{key}", f"{major}:{minor}",
                 "is a partition; throttling applies to whole disks",
@@ -127,11 +133,16 @@ class Manager(abc.ABC):
         dirs = self.dirs()
         return dirs[0] if dirs else None
 
+    def _procs_top(self) -> str | None:
+        """procs_dir() as a string (V1Manager answers without building a Path)."""
+        d = self.procs_dir()
+        return None if d is None else os.fspath(d)
+
     def all_pids(self) -> list[int]:
         """Processes in the cgroup and in every cgroup below it (a container may nest)."""
-        top = self.procs_dir()
+        top = self._procs_top()
         out: list[int] = []
-        if top is None or not top.exists():
+        if top is None or not os.path.exists(top):
             return out
         for d, _subdirs, files in os.walk(top):
             if "cgroup.procs" in files:
@@ -142,7 +153,7 @@ class Manager(abc.ABC):
                     continue
         return out
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = _SIGKILL) -> None:
         """Signal every process in the cgroup (frozen first so none can fork away)."""
         frozen = False
         try:

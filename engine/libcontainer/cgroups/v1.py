@@ -1,14 +1,26 @@
-"""cgroup v1 (one hierarchy per controller, cgroupfs files) — this dev machine's layout."""
+"""cgroup v1 (one hierarchy per controller, cgroupfs files) — this dev machine's layout.
+
+Directories are kept as strings (os.path): this manager is on every `skiff-runc run`'s path
+and importing pathlib costs ~5 ms. The public attributes (mounts, paths, dirs(),
+procs_dir(), v1_mounts()) still give Path objects, built on access.
+"""
 
 from __future__ import annotations
 
 import errno
-from pathlib import Path
+import os
+from os.path import dirname, exists, join
 
 from ..errors import ConfigError
 from . import base, fs, model
 from .base import Manager
 from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources, emulate_devices
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~3 ms to import
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .fs import StrPath
 
 # The controllers a container joins, in the order runc joins them (cpuset first: its files
 # must be filled before any task can enter).
@@ -24,44 +36,90 @@ V1_THROTTLE = {
 }
 
 
-def v1_mounts(root: Path | None = None, mountinfo: str | None = None) -> dict[str, Path]:
+def v1_mounts(root: StrPath | None = None, mountinfo: str | None = None) -> dict[str, Path]:
     """controller -> hierarchy mount point. With `root`, a fake tree: root/<controller>.
 
     Co-mounted controllers (cpu,cpuacct on many distributions) map to the same directory.
     """
+    from pathlib import Path
+
+    return {c: Path(m) for c, m in _mounts(root, mountinfo).items()}
+
+
+def _mounts(root: StrPath | None = None, mountinfo: str | None = None) -> dict[str, str]:
+    """v1_mounts() with string paths."""
     if root is not None:
-        return {c: root / c for c in CONTROLLERS if (root / c).is_dir()}
-    out: dict[str, Path] = {}
+        r = os.fspath(root)
+        return {c: join(r, c) for c in CONTROLLERS if os.path.isdir(join(r, c))}
+    out: dict[str, str] = {}
     for mnt, fstype, opts in fs.mountinfo(mountinfo):
         if fstype != "cgroup":
             continue
         for opt in opts.split(","):
             if opt in CONTROLLERS and opt not in out:
-                out[opt] = Path(mnt)
+                out[opt] = mnt
     return out
+
+
+def _parts_below(target: str, level: str) -> list[str]:
+    """The components of `target` below `level` (Path.relative_to(...).parts, lexically)."""
+    lv = level.rstrip("/")
+    if target == lv:
+        return []
+    if not target.startswith(lv + "/"):
+        raise ValueError(f"{target!r} is not below {level!r}")
+    return [p for p in target[len(lv) + 1:].split("/") if p]
 
 
 class V1Manager(Manager):
     version = "v1"
 
     def __init__(self, cgroups_path: str, resources: Resources | None = None, *,
-                 root: Path | None = None) -> None:
+                 root: StrPath | None = None) -> None:
         super().__init__(cgroups_path, resources)
-        self.mounts = v1_mounts(root)
+        # controller -> hierarchy mount / this cgroup's directory, as strings
+        self._mounts = _mounts(root)
         rel = self.path.lstrip("/")
-        self.paths: dict[str, Path] = {c: m / rel for c, m in self.mounts.items()}
+        self._paths = {c: join(m, rel) for c, m in self._mounts.items()}
+
+    @property
+    def mounts(self) -> dict[str, Path]:
+        """controller -> hierarchy mount point."""
+        from pathlib import Path
+
+        return {c: Path(m) for c, m in self._mounts.items()}
+
+    @mounts.setter
+    def mounts(self, value: dict[str, StrPath]) -> None:
+        self._mounts = {c: os.fspath(m) for c, m in value.items()}
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """controller -> this cgroup's directory in that hierarchy."""
+        from pathlib import Path
+
+        return {c: Path(p) for c, p in self._paths.items()}
+
+    @paths.setter
+    def paths(self, value: dict[str, StrPath]) -> None:
+        self._paths = {c: os.fspath(p) for c, p in value.items()}
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def dirs(self) -> list[Path]:
-        seen: list[Path] = []
-        for p in self.paths.values():  # co-mounted controllers (cpu,cpuacct) share a dir
+    def _dirs(self) -> list[str]:
+        seen: list[str] = []
+        for p in self._paths.values():  # co-mounted controllers (cpu,cpuacct) share a dir
             if p not in seen:
                 seen.append(p)
         return seen
 
-    def _file(self, ctrl: str, name: str) -> Path:
-        return self.paths[ctrl] / name
+    def dirs(self) -> list[Path]:
+        from pathlib import Path
+
+        return [Path(d) for d in self._dirs()]
+
+    def _file(self, ctrl: str, name: str) -> str:
+        return join(self._paths[ctrl], name)
 
     def _has(self, ctrl: str, name: str) -> bool | None:
         """Does this cgroup have interface file `name`? None when it cannot be known yet.
@@ -69,23 +127,23 @@ class V1Manager(Manager):
         Some files exist only below the root (blkio.bfq.weight), so the root proves nothing;
         the cgroup itself or an existing non-root ancestor does. set() re-checks after mkdir.
         """
-        if ctrl not in self.paths:
+        if ctrl not in self._paths:
             return False
-        p = self.paths[ctrl]
-        mount = self.mounts[ctrl]
+        p = self._paths[ctrl]
+        mount = self._mounts[ctrl]
         while p != mount:
-            if p.exists():
-                return (p / name).exists()
-            p = p.parent
-        return True if (mount / name).exists() else None
+            if exists(p):
+                return exists(join(p, name))
+            p = dirname(p)
+        return True if exists(join(mount, name)) else None
 
     def _write(self, ctrl: str, name: str, value: str) -> None:
         fs.write(self._file(ctrl, name), value)
 
-    def _nearest_existing(self, ctrl: str) -> Path:
-        p = self.paths[ctrl]
-        while not p.exists() and p != self.mounts[ctrl]:
-            p = p.parent
+    def _nearest_existing(self, ctrl: str) -> str:
+        p = self._paths[ctrl]
+        while not exists(p) and p != self._mounts[ctrl]:
+            p = dirname(p)
         return p
 
     # -- Manager ----------------------------------------------------------------------------
@@ -109,7 +167,7 @@ class V1Manager(Manager):
             "hugetlb": bool(r.hugepage_limits),
         }
         for ctrl, needed in needs.items():
-            if needed and ctrl not in self.paths:
+            if needed and ctrl not in self._paths:
                 raise ConfigError(
                     f"linux.resources ({ctrl})", self.path,
                     f"the {ctrl} cgroup controller is not mounted on this host",
@@ -134,12 +192,12 @@ class V1Manager(Manager):
             if value is None:
                 continue
             parent = self._nearest_existing("cpuset")
-            if parent == self.paths["cpuset"]:
-                parent = parent.parent
+            if parent == self._paths["cpuset"]:
+                parent = dirname(parent)
             avail = _effective(parent, key)
-            while not avail and parent != self.mounts["cpuset"]:
+            while not avail and parent != self._mounts["cpuset"]:
                 # an empty intermediate level gets its parent's set on create
-                parent = parent.parent
+                parent = dirname(parent)
                 avail = _effective(parent, key)
             extra = model.parse_cpu_list(value) - avail
             if extra:
@@ -153,10 +211,11 @@ class V1Manager(Manager):
     def _check_memsw_state(self, r: Resources) -> None:
         """An update that raises memory above the current memory+swap without setting swap
         would be EINVAL half-way; refuse it first (docker refuses it the same way)."""
-        if r.memory_limit in (None, -1) or r.memory_swap is not None or "memory" not in self.paths:
+        if (r.memory_limit in (None, -1) or r.memory_swap is not None
+                or "memory" not in self._paths):
             return
-        f = self.paths["memory"] / "memory.memsw.limit_in_bytes"
-        if not f.exists():
+        f = join(self._paths["memory"], "memory.memsw.limit_in_bytes")
+        if not exists(f):
             return
         memsw = fs.read_int(f)
         if memsw != model.V1_MEMORY_UNLIMITED and model.memory_readback_v1(
@@ -180,34 +239,34 @@ class V1Manager(Manager):
 
     def _create_dirs(self) -> None:
         for ctrl in CONTROLLERS:
-            if ctrl not in self.paths:
+            if ctrl not in self._paths:
                 continue
-            target = self.paths[ctrl]
+            target = self._paths[ctrl]
             if ctrl == "cpuset":
                 self._mkdir_cpuset(target)
             else:
-                level = self.mounts[ctrl]
-                for part in target.relative_to(level).parts:
-                    level = level / part
+                level = self._mounts[ctrl]
+                for part in _parts_below(target, level):
+                    level = join(level, part)
                     fs.mkdir(level)
 
-    def _mkdir_cpuset(self, target: Path) -> None:
+    def _mkdir_cpuset(self, target: str) -> None:
         """Create each level and copy the parent's cpus/mems into empty ones (else no task fits)."""
-        mount = self.mounts["cpuset"]
+        mount = self._mounts["cpuset"]
         level = mount
-        for part in target.relative_to(mount).parts:
-            parent, level = level, level / part
+        for part in _parts_below(target, mount):
+            parent, level = level, join(level, part)
             fs.mkdir(level)
             for key in ("cpus", "mems"):
-                f = level / f"cpuset.{key}"
-                cur = fs.read(f) if f.exists() else ""
+                f = join(level, f"cpuset.{key}")
+                cur = fs.read(f) if exists(f) else ""
                 if not cur:
-                    fs.write(f, fs.read(parent / f"cpuset.{key}"))
+                    fs.write(f, fs.read(join(parent, f"cpuset.{key}")))
 
     def set(self, resources: Resources) -> None:
         r = resources
         self.validate(r)
-        if "cpuset" in self.paths:
+        if "cpuset" in self._paths:
             if r.cpuset_cpus is not None:
                 self._write("cpuset", "cpuset.cpus", r.cpuset_cpus)
             if r.cpuset_mems is not None:
@@ -237,7 +296,7 @@ class V1Manager(Manager):
             self._write("blkio", V1_THROTTLE[kind], f"{major}:{minor} {rate}")
         for i, (size, limit) in enumerate(r.hugepage_limits):
             name = f"hugetlb.{size}.limit_in_bytes"
-            if not self._file("hugetlb", name).exists():
+            if not exists(self._file("hugetlb", name)):
                 raise ConfigError(
                     f"linux.resources.hugepageLimits[{i}].pageSize", size,
                     "this kernel has no huge pages of that size",
@@ -247,7 +306,7 @@ class V1Manager(Manager):
             self._set_devices(r.devices + DEFAULT_ALLOWED_DEVICES)
 
     def _set_memory(self, memory: int | None, swap: int | None) -> None:
-        has_memsw = (self.paths["memory"] / "memory.memsw.limit_in_bytes").exists()
+        has_memsw = exists(join(self._paths["memory"], "memory.memsw.limit_in_bytes"))
         if memory == -1 and swap is None and has_memsw:
             swap = -1  # unlimited memory means unlimited memory+swap (runc)
         if not has_memsw:
@@ -308,7 +367,7 @@ class V1Manager(Manager):
         """
         want_allow, want = emulate_devices(rules)
         listing = self._file("devices", "devices.list")
-        current = fs.read(listing).splitlines() if listing.exists() else ["a *:* rwm"]
+        current = fs.read(listing).splitlines() if exists(listing) else ["a *:* rwm"]
         if not want_allow and current and "a *:* rwm" not in current:
             for line in current:
                 if line not in want:
@@ -322,18 +381,24 @@ class V1Manager(Manager):
                         rule.v1_line())
 
     def apply(self, pid: int) -> None:
-        for d in self.dirs():
-            fs.write(d / "cgroup.procs", str(pid))
+        for d in self._dirs():
+            fs.write(join(d, "cgroup.procs"), str(pid))
+
+    def _procs_top(self) -> str | None:
+        for ctrl in ("pids", "freezer", "memory", "cpu"):
+            if ctrl in self._paths:
+                return self._paths[ctrl]
+        return None
 
     def procs_dir(self) -> Path | None:
-        for ctrl in ("pids", "freezer", "memory", "cpu"):
-            if ctrl in self.paths:
-                return self.paths[ctrl]
-        return None
+        from pathlib import Path
+
+        top = self._procs_top()
+        return None if top is None else Path(top)
 
     def pids(self) -> list[int]:
         for ctrl in ("pids", "memory", "freezer", "cpu"):
-            if ctrl in self.paths:
+            if ctrl in self._paths:
                 f = self._file(ctrl, "cgroup.procs")
                 try:
                     return [int(x) for x in fs.read(f).split()]
@@ -357,53 +422,54 @@ class V1Manager(Manager):
         return fs.read(self._file("freezer", "freezer.state")).lower()
 
     def _require(self, ctrl: str) -> None:
-        if ctrl not in self.paths:
+        if ctrl not in self._paths:
             raise fs.CgroupError(f"the {ctrl} controller is not mounted")
 
     def oom_kill_count(self) -> int:
-        if "memory" not in self.paths:
+        if "memory" not in self._paths:
             return 0
         return fs.read_keyed(self._file("memory", "memory.oom_control")).get("oom_kill", 0)
 
     def stats(self) -> dict:
         out: dict = {"version": "v1"}
-        if "memory" in self.paths:
-            m = self.paths["memory"]
+        if "memory" in self._paths:
+            m = self._paths["memory"]
             out["memory"] = {
-                "usage": _int_or(m / "memory.usage_in_bytes"),
-                "max_usage": _int_or(m / "memory.max_usage_in_bytes"),
-                "limit": _int_or(m / "memory.limit_in_bytes"),
-                "failcnt": _int_or(m / "memory.failcnt"),
+                "usage": _int_or(join(m, "memory.usage_in_bytes")),
+                "max_usage": _int_or(join(m, "memory.max_usage_in_bytes")),
+                "limit": _int_or(join(m, "memory.limit_in_bytes")),
+                "failcnt": _int_or(join(m, "memory.failcnt")),
                 "oom_kill": self.oom_kill_count(),
-                "stat": fs.read_keyed(m / "memory.stat"),
+                "stat": fs.read_keyed(join(m, "memory.stat")),
             }
         cpu: dict = {}
-        if "cpuacct" in self.paths:
-            a = self.paths["cpuacct"]
-            cpu["usage_ns"] = _int_or(a / "cpuacct.usage")
-            cpu["user_ns"] = _int_or(a / "cpuacct.usage_user")
-            cpu["system_ns"] = _int_or(a / "cpuacct.usage_sys")
+        if "cpuacct" in self._paths:
+            a = self._paths["cpuacct"]
+            cpu["usage_ns"] = _int_or(join(a, "cpuacct.usage"))
+            cpu["user_ns"] = _int_or(join(a, "cpuacct.usage_user"))
+            cpu["system_ns"] = _int_or(join(a, "cpuacct.usage_sys"))
             try:
-                cpu["percpu_ns"] = [int(x) for x in fs.read(a / "cpuacct.usage_percpu").split()]
+                percpu = fs.read(join(a, "cpuacct.usage_percpu"))
+                cpu["percpu_ns"] = [int(x) for x in percpu.split()]
             except (FileNotFoundError, ValueError):
                 cpu["percpu_ns"] = []
-        if "cpu" in self.paths:
-            st = fs.read_keyed(self.paths["cpu"] / "cpu.stat")
+        if "cpu" in self._paths:
+            st = fs.read_keyed(join(self._paths["cpu"], "cpu.stat"))
             cpu["nr_periods"] = st.get("nr_periods", 0)
             cpu["nr_throttled"] = st.get("nr_throttled", 0)
             cpu["throttled_ns"] = st.get("throttled_time", 0)
         out["cpu"] = cpu
-        if "pids" in self.paths:
-            p = self.paths["pids"]
+        if "pids" in self._paths:
+            p = self._paths["pids"]
             out["pids"] = {
-                "current": _int_or(p / "pids.current"),
-                "limit": _max_or_int(p / "pids.max"),
+                "current": _int_or(join(p, "pids.current")),
+                "limit": _max_or_int(join(p, "pids.max")),
             }
         return out
 
     def destroy(self) -> None:
         errors = []
-        for d in self.dirs():
+        for d in self._dirs():
             try:
                 fs.rmdir_tree(d)
             except fs.CgroupError as e:
@@ -412,27 +478,27 @@ class V1Manager(Manager):
             raise errors[0]
 
     def exists(self) -> bool:
-        return any(d.exists() for d in self.dirs())
+        return any(exists(d) for d in self._dirs())
 
 
-def _effective(parent: Path, key: str) -> set[int]:
+def _effective(parent: str, key: str) -> set[int]:
     for name in (f"cpuset.effective_{key}", f"cpuset.{key}"):
-        f = parent / name
-        if f.exists():
+        f = join(parent, name)
+        if exists(f):
             text = fs.read(f)
             if text:
                 return model.parse_cpu_list(text)
     return set()
 
 
-def _int_or(path: Path, default: int = 0) -> int:
+def _int_or(path: str, default: int = 0) -> int:
     try:
         return fs.read_int(path)
     except (FileNotFoundError, ValueError):
         return default
 
 
-def _max_or_int(path: Path) -> int:
+def _max_or_int(path: str) -> int:
     """pids.max style: "max" -> -1."""
     try:
         text = fs.read(path)
