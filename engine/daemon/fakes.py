@@ -17,7 +17,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,9 @@ class FakeContainers:
         self.volumes = FakeVolumes()
         self.lock = threading.RLock()
         self.resized: list[tuple[str, int, int]] = []
+        # what the routers handed over, so tests can check they pass the request's options
+        self.exec_console_sizes: dict[str, Sequence[int] | None] = {}
+        self.attach_detach_keys: list[str | None] = []
         # removed containers, for an attach served after a fast auto-removed run (docker run
         # attaches before start; the 101 goes out before the backend's attach runs)
         self.gone: dict[str, FakeContainer] = {}
@@ -251,8 +254,10 @@ class FakeContainers:
         return out[:limit] if limit and limit > 0 else out
 
     def attach(self, ref: str, sock: socket.socket, *, stdin: bool, stdout: bool,
-               stderr: bool, stream: bool = True, logs: bool = False) -> None:
+               stderr: bool, stream: bool = True, logs: bool = False,
+               detach_keys: str | None = None) -> None:
         c = self.gone.get(ref) or self.get(ref)
+        self.attach_detach_keys.append(detach_keys)
         tty = bool(c.config.get("Tty"))
         # a run that ended before this attach was served (docker run races) still streams
         sent = 0 if logs or c.exits <= 1 else len(c.output)
@@ -342,9 +347,10 @@ class FakeContainers:
             raise NotFound(f"No such exec instance: {eid}")
         return {k: v for k, v in self.execs[eid].items() if not k.startswith("_")}
 
-    def exec_start(self, eid: str, sock: socket.socket | None, detach: bool, tty: bool
-                   ) -> None:
+    def exec_start(self, eid: str, sock: socket.socket | None, detach: bool, tty: bool,
+                   console_size: Sequence[int] | None = None) -> None:
         e = self.execs[eid]
+        self.exec_console_sizes[eid] = console_size
         cmd = e["_cmd"]
         e["Running"] = True
         time.sleep(0.05)  # a real process starts later than the 101: clients rely on that

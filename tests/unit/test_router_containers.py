@@ -352,3 +352,34 @@ def test_logs_follow_client_leaving_frees_the_connection(d):
 
     assert [x for x in ticking(slow(), tick=0.1) if x is not None] == [b"a", b"b"]
     assert None in list(ticking(slow(), tick=0.1))
+
+
+def test_exec_start_passes_console_size(d):
+    # `docker exec -it` sends ConsoleSize [h, w] with start: without it the pty starts at 0x0
+    c, b = d
+    cid = create(c, ["sleep"])
+    c.post(f"/containers/{cid}/start")
+    eid = c.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "x"], "Tty": True})["Id"]
+    sock, _ = c.hijack(f"/exec/{eid}/start", body={"Detach": False, "Tty": True,
+                                                   "ConsoleSize": [24, 80]})
+    while sock.recv(4096):
+        pass
+    assert b.containers.exec_console_sizes[eid] == [24, 80]
+    eid2 = c.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "y"]})["Id"]
+    c.post(f"/exec/{eid2}/start", {"Detach": True, "ConsoleSize": [0, 0]})
+    assert b.containers.exec_console_sizes[eid2] is None
+    eid3 = c.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "z"]})["Id"]
+    st, msg = status_of(lambda: c.post(f"/exec/{eid3}/start",
+                                       {"Detach": True, "ConsoleSize": [24]}))
+    assert st == 400 and "ConsoleSize" in msg
+
+
+def test_attach_passes_detach_keys(d):
+    c, b = d
+    cid = create(c, ["echo", "hi"])
+    sock, _ = c.hijack(f"/containers/{cid}/attach",
+                       {"stream": 1, "stdout": 1, "detachKeys": "ctrl-a,a"})
+    c.post(f"/containers/{cid}/start")
+    while sock.recv(4096):
+        pass
+    assert b.containers.attach_detach_keys == ["ctrl-a,a"]

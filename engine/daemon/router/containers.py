@@ -291,7 +291,8 @@ def routes(b: Backends) -> list:
         if req.bool("logs") is False and not req.bool("stream"):
             pass  # docker allows this: nothing to stream, the connection just ends
         kw = dict(stdin=req.bool("stdin"), stdout=req.bool("stdout"),
-                  stderr=req.bool("stderr"), stream=req.bool("stream"), logs=req.bool("logs"))
+                  stderr=req.bool("stderr"), stream=req.bool("stream"), logs=req.bool("logs"),
+                  detach_keys=req.arg("detachKeys") or None)
 
         def run(sock) -> None:
             eng.run("container.attach", m.attach, cid, sock, _job_args={"id": cid, **kw}, **kw)

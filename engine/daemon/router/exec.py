@@ -27,6 +27,18 @@ def validate_exec(body: Any) -> dict:
     return dict(body, Cmd=cmd)
 
 
+def console_size(body: dict) -> list[int] | None:
+    """ExecStartCheck.ConsoleSize ([h, w]): the CLI's terminal size, so `exec -it` starts sized
+    instead of at 0x0 until the first resize arrives."""
+    v = want(body, "ConsoleSize", list, "", default=None)
+    if v is None:
+        return None
+    if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                              for x in v):
+        raise InvalidParameter(f"invalid ConsoleSize {v!r}: want [height, width]")
+    return [int(v[0]), int(v[1])] if any(v) else None
+
+
 def routes(b: Backends) -> list:
     eng = b.engine
 
@@ -43,6 +55,7 @@ def routes(b: Backends) -> list:
         body = req.json({}) or {}
         detach = bool(want(body, "Detach", bool, "", default=False))
         tty = want(body, "Tty", bool, "", default=None)
+        size = console_size(body)
         m = cm()
         info = m.exec_inspect(id)  # 404 before upgrading
         if info.get("Running"):
@@ -50,11 +63,13 @@ def routes(b: Backends) -> list:
         if tty is None:
             tty = bool((info.get("ProcessConfig") or {}).get("tty"))
         if detach:
-            eng.run("exec.start", m.exec_start, id, None, True, tty)
+            eng.run("exec.start", m.exec_start, id, None, True, tty, console_size=size,
+                    _job_args={"id": id})
             return Response(200)
 
         def run(sock) -> None:
-            eng.run("exec.start", m.exec_start, id, sock, False, tty)
+            eng.run("exec.start", m.exec_start, id, sock, False, tty, console_size=size,
+                    _job_args={"id": id})
 
         return Hijack(run, multiplexed=not tty)
 
