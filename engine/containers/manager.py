@@ -122,6 +122,20 @@ class Container:
         return self.id[:12]
 
 
+class AttachFn:
+    """attach_prepare's result: call it with the upgraded socket to stream; cancel() when the
+    upgrade failed, so a registered attacher does not hold the monitor's stream forever."""
+
+    __slots__ = ("_run", "cancel")
+
+    def __init__(self, run: Callable[[socket.socket], None], cancel: Callable[[], None]) -> None:
+        self._run = run
+        self.cancel = cancel
+
+    def __call__(self, sock: socket.socket) -> None:
+        self._run(sock)
+
+
 class ContainerManager:
     """See CONTRACTS.md "containers [H7]"."""
 
@@ -1536,43 +1550,67 @@ class ContainerManager:
     def attach(self, ref: str, sock: socket.socket, *, stdin: bool = False, stdout: bool = True,
                stderr: bool = True, stream: bool = True, logs: bool = False,
                detach_keys: str | None = None) -> None:
+        self.attach_prepare(ref, stdin=stdin, stdout=stdout, stderr=stderr, stream=stream,
+                            logs=logs, detach_keys=detach_keys)(sock)
+
+    def attach_prepare(self, ref: str, *, stdin: bool = False, stdout: bool = True,
+                       stderr: bool = True, stream: bool = True, logs: bool = False,
+                       detach_keys: str | None = None) -> AttachFn:
+        """Look the container up and register the attacher now, stream later.
+
+        Why: the router answers 101 between the two. Looking up after the 101 made an unknown
+        container a broken stream instead of a 404, and `docker run --rm` (attach, then start)
+        could lose everything when the container ran and was auto-removed in that gap. The
+        returned function streams to the upgraded socket; its .cancel() drops the
+        registration when the upgrade never happened."""
         c = self.get(ref)
         if detach_keys:
             parse_detach_keys(detach_keys)  # 400 before anything happens
-        if logs:
-            for chunk in self.logs(c.id, stdout=stdout, stderr=stderr, follow=False):
-                _sendall(sock, chunk)
-        if not stream:
-            return
+        keys = self._detach_keys(c.tty and stdin, detach_keys)
         want = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
-        conn = None
+        conn: socket.socket | None = None
         pend: dict[str, Any] | None = None
-        with c.lock:
-            st = c.state.status
-            if st in (CREATED, EXITED) or (st == RESTARTING and c.state.monitor_pid == 0):
-                # docker start -a / docker run attach before the start: wait for it
-                new_pend: dict[str, Any] = {"want": want, "ready": threading.Event(),
-                                            "conn": None}
-                c.pending_attach.append(new_pend)
-                pend = new_pend
-            else:
-                pend = None
-                try:
-                    conn = self._monitor_request(c.id, {"op": "attach", **want}, keep=True)[1]
-                except Conflict:
+        if stream:
+            with c.lock:
+                st = c.state.status
+                if st in (CREATED, EXITED) or (st == RESTARTING and c.state.monitor_pid == 0):
+                    # docker start -a / docker run attach before the start: wait for it
+                    pend = {"want": want, "ready": threading.Event(), "conn": None}
+                    c.pending_attach.append(pend)
+                else:
+                    with contextlib.suppress(Conflict):  # the monitor is already gone
+                        conn = self._monitor_request(c.id, {"op": "attach", **want},
+                                                     keep=True)[1]
+            self.emit(c, "attach")
+
+        def cancel() -> None:
+            if pend is not None:
+                with c.lock:
+                    if pend in c.pending_attach:
+                        c.pending_attach.remove(pend)
+                if pend["conn"] is not None:
+                    pend["conn"].close()
+            if conn is not None:
+                conn.close()
+
+        def run(sock: socket.socket) -> None:
+            nonlocal conn
+            try:
+                if logs:
+                    for chunk in self.logs(c.id, stdout=stdout, stderr=stderr, follow=False):
+                        _sendall(sock, chunk)
+                if pend is not None:
+                    while not pend["ready"].wait(0.5):
+                        if c.removed:
+                            return
+                    conn = pend["conn"]
+                if conn is None:
                     return
-        self.emit(c, "attach")
-        if pend is not None:
-            while not pend["ready"].wait(0.5):
-                if c.removed:
-                    with c.lock:
-                        if pend in c.pending_attach:
-                            c.pending_attach.remove(pend)
-                    return
-            conn = pend["conn"]
-        if conn is None:
-            return
-        _proxy(sock, conn, stdin, self._detach_keys(c.tty and stdin, detach_keys))
+                _proxy(sock, conn, stdin, keys)
+            finally:
+                cancel()
+
+        return AttachFn(run, cancel)
 
     @staticmethod
     def _detach_keys(active: bool, spec: str | None) -> bytes:

@@ -85,9 +85,6 @@ class FakeContainers:
         # what the routers handed over, so tests can check they pass the request's options
         self.exec_console_sizes: dict[str, Sequence[int] | None] = {}
         self.attach_detach_keys: list[str | None] = []
-        # removed containers, for an attach served after a fast auto-removed run (docker run
-        # attaches before start; the 101 goes out before the backend's attach runs)
-        self.gone: dict[str, FakeContainer] = {}
 
     # lookup -------------------------------------------------------------------------
     def get(self, ref: str) -> FakeContainer:
@@ -216,7 +213,6 @@ class FakeContainers:
             self._exit(c, 137, [])
         with self.lock:
             self.cs.pop(c.id, None)
-            self.gone[c.id] = c
         with c.cv:
             c.status = "removed"
             c.cv.notify_all()
@@ -256,11 +252,25 @@ class FakeContainers:
     def attach(self, ref: str, sock: socket.socket, *, stdin: bool, stdout: bool,
                stderr: bool, stream: bool = True, logs: bool = False,
                detach_keys: str | None = None) -> None:
-        c = self.gone.get(ref) or self.get(ref)
+        self.attach_prepare(ref, stdin=stdin, stdout=stdout, stderr=stderr, stream=stream,
+                            logs=logs, detach_keys=detach_keys)(sock)
+
+    def attach_prepare(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool,
+                       stream: bool = True, logs: bool = False, detach_keys: str | None = None
+                       ) -> Callable[[socket.socket], None]:
+        """Look up now, stream later, like ContainerManager.attach_prepare (docker run attaches
+        before start; the 101 goes out before the stream runs, and --rm may remove the
+        container in between)."""
+        c = self.get(ref)
         self.attach_detach_keys.append(detach_keys)
+        with c.cv:
+            start = 0 if logs else len(c.output)
+        return lambda sock: self._attach(c, sock, start, stdin=stdin, stdout=stdout,
+                                         stderr=stderr, stream=stream)
+
+    def _attach(self, c: FakeContainer, sock: socket.socket, sent: int, *, stdin: bool,
+                stdout: bool, stderr: bool, stream: bool) -> None:
         tty = bool(c.config.get("Tty"))
-        # a run that ended before this attach was served (docker run races) still streams
-        sent = 0 if logs or c.exits <= 1 else len(c.output)
         cmd = c.config.get("Cmd") or []
         if stdin and cmd[:1] == ["cat"]:
             # echo stdin back as the container's stdout until EOF, then exit 0

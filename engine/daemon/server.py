@@ -191,10 +191,13 @@ class Stream:
 
 @dataclass
 class Hijack:
-    """Turn the connection into a raw stream; fn(sock) runs with the upgraded socket."""
+    """Turn the connection into a raw stream; fn(sock) runs with the upgraded socket.
+    cancel() runs instead when the 101 could not be sent (the handler registered something
+    before answering, e.g. an attacher, that must not wait for a stream that never comes)."""
 
     fn: Callable[[socket.socket], None]
     multiplexed: bool = False
+    cancel: Callable[[], None] | None = None
 
 
 Handler = Callable[..., Response | Stream | Hijack | None]
@@ -521,7 +524,12 @@ class Server:
                  else ["HTTP/1.1 200 OK"])
         lines += [f"{k}: {v}" for k, v in common_headers()] + [f"Content-Type: {ctype}"]
         sock = conn.sock
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        except BaseException:
+            if h.cancel is not None:
+                h.cancel()
+            raise
         trailing, closed = conn.h.trailing_data
         pump: threading.Thread | None = None
         if trailing or closed:

@@ -510,3 +510,33 @@ def test_large_stdin_never_blocks_the_monitor(env) -> None:
     t.join(10)
     assert unframe(data)[1] == payload
     assert m.wait(cid, timeout=10)["StatusCode"] == 0
+
+
+def test_attach_prepare_survives_auto_remove(env) -> None:
+    # the router prepares before its 101 and streams after: a --rm container that ran and was
+    # removed in between still delivers its output; an unknown one fails before the upgrade
+    m, _, _, _ = env
+    with pytest.raises(NotFound):
+        m.attach_prepare("nosuch")
+    cid = run(m, ["echo", "bye"], HostConfig={"AutoRemove": True})
+    stream = m.attach_prepare(cid, stdout=True, stderr=True)
+    w = m.wait_prepare(cid, "removed")
+    m.start(cid)
+    assert w(10)["StatusCode"] == 0
+    with pytest.raises(NotFound):
+        m.get(cid)
+    ours, theirs = socket.socketpair()
+    t = threading.Thread(target=stream, args=(theirs,))
+    t.start()
+    t.join(10)
+    theirs.close()
+    assert unframe(recv_all(ours))[1] == b"bye\n"
+
+
+def test_attach_prepare_cancel_unregisters(env) -> None:
+    m, _, _, _ = env
+    cid = run(m, ["true"])
+    stream = m.attach_prepare(cid, stdout=True)
+    assert len(m.get(cid).pending_attach) == 1
+    stream.cancel()
+    assert m.get(cid).pending_attach == []

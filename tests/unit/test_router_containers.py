@@ -383,3 +383,30 @@ def test_attach_passes_detach_keys(d):
     while sock.recv(4096):
         pass
     assert b.containers.attach_detach_keys == ["ctrl-a,a"]
+
+
+def test_attach_registers_before_the_101(d, monkeypatch):
+    # docker run --rm: attach, start; the container may run and be auto-removed before the
+    # stream after the 101 gets going. The stream must still carry its output.
+    c, b = d
+    run = b.engine.run
+
+    def slow(name, fn, /, *a, **kw):
+        if name == "container.attach":
+            time.sleep(0.3)  # widen the gap between the 101 and the stream
+        return run(name, fn, *a, **kw)
+
+    monkeypatch.setattr(b.engine, "run", slow)
+    cid = create(c, ["echo", "bye"], HostConfig={"AutoRemove": True})
+    sock, left = c.hijack(f"/containers/{cid}/attach", {"stream": 1, "stdout": 1})
+    sock.shutdown(socket.SHUT_WR)
+    c.post(f"/containers/{cid}/start")
+    assert status_of(lambda: c.get(f"/containers/{cid}/json"))[0] == 404  # removed already
+    data = left
+    sock.settimeout(10)
+    while True:
+        x = sock.recv(4096)
+        if not x:
+            break
+        data += x
+    assert data == b"\x01\x00\x00\x00\x00\x00\x00\x04bye\n"

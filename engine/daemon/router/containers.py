@@ -294,10 +294,14 @@ def routes(b: Backends) -> list:
                   stderr=req.bool("stderr"), stream=req.bool("stream"), logs=req.bool("logs"),
                   detach_keys=req.arg("detachKeys") or None)
 
-        def run(sock) -> None:
-            eng.run("container.attach", m.attach, cid, sock, _job_args={"id": cid, **kw}, **kw)
+        # look up and register before the 101: an unknown container is a 404, and a container
+        # that runs and is auto-removed before the stream starts still delivers its output
+        stream = m.attach_prepare(cid, **kw)
 
-        return Hijack(run, multiplexed=not tty)
+        def run(sock) -> None:
+            eng.run("container.attach", stream, sock, _job_args={"id": cid, **kw})
+
+        return Hijack(run, multiplexed=not tty, cancel=getattr(stream, "cancel", None))
 
     def logs(req: Request, name: str) -> Stream:
         stdout, stderr = req.bool("stdout"), req.bool("stderr")
