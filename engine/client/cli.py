@@ -43,27 +43,6 @@ def parse_bytes(v: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
-def _portspec() -> Any:
-    """engine.drivers.network.portspec without the package's __init__.
-
-    Why: that __init__ imports the driver (pyroute2, nftables: ~0.2 s), which the CLI does not
-    need; portspec itself only imports engine.errors. Registered under its real name, so a
-    later `import engine.drivers.network` reuses this module."""
-    import importlib.util
-
-    name = "engine.drivers.network.portspec"
-    mod = sys.modules.get(name)
-    if mod is None:
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "drivers", "network", "portspec.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
 def parse_ports(specs: list[str], expose: list[str] | None = None) -> tuple[dict, dict]:
     """-p and --expose values -> (Config.ExposedPorts, HostConfig.PortBindings) as docker's CLI
     sends them.
@@ -71,9 +50,8 @@ def parse_ports(specs: list[str], expose: list[str] | None = None) -> tuple[dict
     Why the network driver's parser: the client and the daemon must agree on one syntax
     (ranges, IPv6 brackets, host port 0); the daemon re-validates with the same module.
     """
+    from engine.drivers.network import portspec
     from engine.errors import InvalidParameter
-
-    portspec = _portspec()
 
     try:
         exposed_keys, bindings = portspec.parse_port_specs(list(specs))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -309,3 +311,14 @@ def test_run_sends_ranges_as_docker_does_and_rejects_bad_ports(host, capsys):
     n = len(b.containers.cs)
     rc, _, err = run(h, capsys, "run", "-d", "-p", "8080:99999", "busybox", "sleep")
     assert rc == 125 and "out of range" in err and len(b.containers.cs) == n
+
+
+def test_cli_does_not_import_the_network_driver() -> None:
+    # every `skiff` command pays for its imports: -p parsing needs portspec only, not pyroute2
+    code = ("import sys, engine.client.cli as c; c.parse_ports(['8080:80'], ['90']); "
+            "import engine.drivers.network as n; n.parse_port_spec; "
+            "print(sorted(m for m in sys.modules if m.startswith(('pyroute2', "
+            "'engine.drivers.network.driver', 'engine.drivers.network.nftables'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
