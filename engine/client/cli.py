@@ -43,6 +43,26 @@ def parse_bytes(v: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def resource_flags(a: argparse.Namespace) -> dict[str, Any]:
+    """--memory/--cpus/... -> HostConfig resource fields; run/create and update share the flags
+    (docker's update takes the same names), so they share the translation."""
+    r: dict[str, Any] = {}
+    if a.memory:
+        r["Memory"] = parse_bytes(a.memory)
+    if a.memory_swap:
+        r["MemorySwap"] = -1 if a.memory_swap == "-1" else parse_bytes(a.memory_swap)
+    if a.memory_reservation:
+        r["MemoryReservation"] = parse_bytes(a.memory_reservation)
+    if a.cpus is not None:
+        r["NanoCpus"] = int(a.cpus * 1e9)
+    for k, v in (("CpuShares", a.cpu_shares), ("CpusetCpus", a.cpuset_cpus),
+                 ("CpusetMems", a.cpuset_mems), ("CpuPeriod", a.cpu_period),
+                 ("CpuQuota", a.cpu_quota), ("PidsLimit", a.pids_limit)):
+        if v is not None:
+            r[k] = v
+    return r
+
+
 def parse_ports(specs: list[str], expose: list[str] | None = None) -> tuple[dict, dict]:
     """-p and --expose values -> (Config.ExposedPorts, HostConfig.PortBindings) as docker's CLI
     sends them.
@@ -122,6 +142,46 @@ def ts_arg(v: str | None) -> str | None:
 
 # ---- the parser -----------------------------------------------------------------------------
 
+def _resource_flags(p: argparse.ArgumentParser) -> None:
+    """The flags resource_flags() reads: run/create and update take the same ones."""
+    a = p.add_argument
+    a("-m", "--memory")
+    a("--memory-swap")
+    a("--memory-reservation")
+    a("--cpus", type=float)
+    a("-c", "--cpu-shares", type=int)
+    a("--cpuset-cpus")
+    a("--cpuset-mems")
+    a("--cpu-period", type=int)
+    a("--cpu-quota", type=int)
+    a("--pids-limit", type=int)
+
+
+def _ps_flags(p: argparse.ArgumentParser) -> None:
+    """`ps` and its management spelling `container ls`."""
+    a = p.add_argument
+    a("-a", "--all", action="store_true")
+    a("-q", "--quiet", action="store_true")
+    a("-s", "--size", action="store_true")
+    a("-n", "--last", type=int, default=-1)
+    a("-l", "--latest", action="store_true")
+    a("-f", "--filter", action="append", default=[])
+    a("--format")
+    a("--no-trunc", action="store_true")
+
+
+def _images_flags(p: argparse.ArgumentParser) -> None:
+    """`images` and its management spelling `image ls`."""
+    a = p.add_argument
+    a("-a", "--all", action="store_true")
+    a("-q", "--quiet", action="store_true")
+    a("--digests", action="store_true")
+    a("--no-trunc", action="store_true")
+    a("-f", "--filter", action="append", default=[])
+    a("--format")
+    a("reference", nargs="?")
+
+
 def _container_flags(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("-d", "--detach", action="store_true")
@@ -143,16 +203,7 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     a("--network", "--net", dest="network")
     a("--network-alias", action="append", default=[])
     a("--restart", default="no")
-    a("-m", "--memory")
-    a("--memory-swap")
-    a("--memory-reservation")
-    a("--cpus", type=float)
-    a("-c", "--cpu-shares", type=int)
-    a("--cpuset-cpus")
-    a("--cpuset-mems")
-    a("--cpu-period", type=int)
-    a("--cpu-quota", type=int)
-    a("--pids-limit", type=int)
+    _resource_flags(p)
     a("--init", action="store_true")
     a("--read-only", action="store_true")
     a("--privileged", action="store_true")
@@ -230,14 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("containers", nargs="+")
 
     sp = cmd("ps", cmd_ps, "list containers")
-    sp.add_argument("-a", "--all", action="store_true")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.add_argument("-s", "--size", action="store_true")
-    sp.add_argument("-n", "--last", type=int, default=-1)
-    sp.add_argument("-l", "--latest", action="store_true")
-    sp.add_argument("-f", "--filter", action="append", default=[])
-    sp.add_argument("--format")
-    sp.add_argument("--no-trunc", action="store_true")
+    _ps_flags(sp)
 
     sp = cmd("logs", cmd_logs, "fetch the logs of a container")
     sp.add_argument("-f", "--follow", action="store_true")
@@ -278,16 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("containers", nargs="*")
 
     sp = cmd("update", cmd_update, "update the resources of containers")
-    sp.add_argument("-m", "--memory")
-    sp.add_argument("--memory-swap")
-    sp.add_argument("--memory-reservation")
-    sp.add_argument("--cpus", type=float)
-    sp.add_argument("-c", "--cpu-shares", type=int)
-    sp.add_argument("--cpuset-cpus")
-    sp.add_argument("--cpuset-mems")
-    sp.add_argument("--cpu-period", type=int)
-    sp.add_argument("--cpu-quota", type=int)
-    sp.add_argument("--pids-limit", type=int)
+    _resource_flags(sp)
     sp.add_argument("--restart")
     sp.add_argument("containers", nargs="+")
 
@@ -306,13 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("image")
 
     sp = cmd("images", cmd_images, "list images")
-    sp.add_argument("-a", "--all", action="store_true")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.add_argument("--digests", action="store_true")
-    sp.add_argument("--no-trunc", action="store_true")
-    sp.add_argument("-f", "--filter", action="append", default=[])
-    sp.add_argument("--format")
-    sp.add_argument("reference", nargs="?")
+    _images_flags(sp)
 
     sp = cmd("rmi", cmd_rmi, "remove images")
     sp.add_argument("-f", "--force", action="store_true")
@@ -417,25 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, fn in (("ls", cmd_ps), ("list", cmd_ps)):
         s = csub.add_parser(verb)
         s.set_defaults(fn=fn)
-        s.add_argument("-a", "--all", action="store_true")
-        s.add_argument("-q", "--quiet", action="store_true")
-        s.add_argument("-s", "--size", action="store_true")
-        s.add_argument("-n", "--last", type=int, default=-1)
-        s.add_argument("-l", "--latest", action="store_true")
-        s.add_argument("-f", "--filter", action="append", default=[])
-        s.add_argument("--format")
-        s.add_argument("--no-trunc", action="store_true")
+        _ps_flags(s)
     ip = cmd("image", None, "manage images")
     isub = ip.add_subparsers(dest="subcmd", metavar="COMMAND")
     s = isub.add_parser("ls", aliases=["list"])
     s.set_defaults(fn=cmd_images)
-    s.add_argument("-a", "--all", action="store_true")
-    s.add_argument("-q", "--quiet", action="store_true")
-    s.add_argument("--digests", action="store_true")
-    s.add_argument("--no-trunc", action="store_true")
-    s.add_argument("-f", "--filter", action="append", default=[])
-    s.add_argument("--format")
-    s.add_argument("reference", nargs="?")
+    _images_flags(s)
     return p
 
 
@@ -578,19 +594,7 @@ def container_body(a: argparse.Namespace) -> tuple[dict, str | None]:
         "ExtraHosts": a.add_host or None,
         "GroupAdd": a.group_add or None,
     }
-    if a.memory:
-        hc["Memory"] = parse_bytes(a.memory)
-    if a.memory_swap:
-        hc["MemorySwap"] = -1 if a.memory_swap == "-1" else parse_bytes(a.memory_swap)
-    if a.memory_reservation:
-        hc["MemoryReservation"] = parse_bytes(a.memory_reservation)
-    if a.cpus is not None:
-        hc["NanoCpus"] = int(a.cpus * 1e9)
-    for k, v in (("CpuShares", a.cpu_shares), ("CpusetCpus", a.cpuset_cpus),
-                 ("CpusetMems", a.cpuset_mems), ("CpuPeriod", a.cpu_period),
-                 ("CpuQuota", a.cpu_quota), ("PidsLimit", a.pids_limit)):
-        if v is not None:
-            hc[k] = v
+    hc.update(resource_flags(a))
     if a.shm_size:
         hc["ShmSize"] = parse_bytes(a.shm_size)
     if a.tmpfs:
@@ -1015,20 +1019,7 @@ def cmd_stats(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_update(c: Client, a: argparse.Namespace) -> int:
-    body: dict[str, Any] = {}
-    if a.memory:
-        body["Memory"] = parse_bytes(a.memory)
-    if a.memory_swap:
-        body["MemorySwap"] = -1 if a.memory_swap == "-1" else parse_bytes(a.memory_swap)
-    if a.memory_reservation:
-        body["MemoryReservation"] = parse_bytes(a.memory_reservation)
-    if a.cpus is not None:
-        body["NanoCpus"] = int(a.cpus * 1e9)
-    for k, v in (("CpuShares", a.cpu_shares), ("CpusetCpus", a.cpuset_cpus),
-                 ("CpusetMems", a.cpuset_mems), ("CpuPeriod", a.cpu_period),
-                 ("CpuQuota", a.cpu_quota), ("PidsLimit", a.pids_limit)):
-        if v is not None:
-            body[k] = v
+    body = resource_flags(a)
     if a.restart:
         body["RestartPolicy"] = parse_restart(a.restart)
     return _each(a.containers, lambda n: c.post(f"/containers/{n}/update", body))

@@ -322,3 +322,19 @@ def test_cli_does_not_import_the_network_driver() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_run_and_update_share_resource_flags() -> None:
+    p = cli.build_parser()
+    flags = ["-m", "64m", "--memory-swap", "-1", "--cpus", "1.5", "-c", "512",
+             "--cpuset-cpus", "0", "--pids-limit", "10"]
+    want = {"Memory": 64 << 20, "MemorySwap": -1, "NanoCpus": 1_500_000_000,
+            "CpuShares": 512, "CpusetCpus": "0", "PidsLimit": 10}
+    assert cli.resource_flags(p.parse_args(["run", *flags, "busybox"])) == want
+    assert cli.resource_flags(p.parse_args(["update", *flags, "c1"])) == want
+    a = p.parse_args(["container", "ls", "-a", "-n", "2", "--no-trunc", "-s"])
+    b = p.parse_args(["ps", "-a", "-n", "2", "--no-trunc", "-s"])
+    assert (a.all, a.last, a.no_trunc, a.size) == (b.all, b.last, b.no_trunc, b.size)
+    a = p.parse_args(["image", "ls", "--digests", "-q", "busybox"])
+    b = p.parse_args(["images", "--digests", "-q", "busybox"])
+    assert (a.digests, a.quiet, a.reference) == (b.digests, b.quiet, b.reference)
