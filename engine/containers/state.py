@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from engine.errors import Conflict
+from engine.timefmt import human_duration
 
 CREATED = "created"
 RUNNING = "running"
@@ -137,34 +138,6 @@ class State:
         if self.status == DEAD:
             return "Dead"
         return "Created"
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration, which `docker ps` prints."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def unix_addr(path: str | os.PathLike) -> tuple[str, int | None]:

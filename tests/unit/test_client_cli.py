@@ -338,3 +338,13 @@ def test_run_and_update_share_resource_flags() -> None:
     a = p.parse_args(["image", "ls", "--digests", "-q", "busybox"])
     b = p.parse_args(["images", "--digests", "-q", "busybox"])
     assert (a.digests, a.quiet, a.reference) == (b.digests, b.quiet, b.reference)
+
+
+def test_client_and_daemon_share_human_duration() -> None:
+    # `skiff ps` columns and the daemon's Status must word durations the same way
+    from engine import timefmt
+    from engine.containers import state
+
+    assert fmt.human_duration is state.human_duration is timefmt.human_duration
+    assert [timefmt.human_duration(s) for s in (0, 1, 59, 90, 5400, 3 * 86400)] == [
+        "Less than a second", "1 second", "59 seconds", "About a minute", "2 hours", "3 days"]
