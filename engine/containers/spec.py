@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import InvalidParameter
+from engine.libcontainer.capabilities import CAP_NAMES
 from engine.libcontainer.defaults import (
     DEFAULT_PATH,
     DOCKER_DEFAULT_CAPS,
@@ -26,17 +27,7 @@ MIN_MEMORY = 6 * 1024 * 1024  # moby linuxMinMemory
 DEFAULT_SHM = 64 * 1024 * 1024
 INIT_PATH = "/sbin/docker-init"  # where docker puts its init; scripts expect the same
 
-ALL_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]  # fmt: skip
+ALL_CAPS = CAP_NAMES  # the kernel capabilities libcontainer knows how to apply
 
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 

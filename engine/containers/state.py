@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from engine.errors import Conflict
@@ -150,19 +151,18 @@ def unix_addr(path: str | os.PathLike) -> tuple[str, int | None]:
     return f"/proc/self/fd/{dfd}/{os.path.basename(p)}", dfd
 
 
-def bind_unix(sock: socket.socket, path: str | os.PathLike) -> None:
+def _at_unix(op: Callable[[str], None], path: str | os.PathLike) -> None:
     addr, dfd = unix_addr(path)
     try:
-        sock.bind(addr)
+        op(addr)
     finally:
         if dfd is not None:
             os.close(dfd)
+
+
+def bind_unix(sock: socket.socket, path: str | os.PathLike) -> None:
+    _at_unix(sock.bind, path)
 
 
 def connect_unix(sock: socket.socket, path: str | os.PathLike) -> None:
-    addr, dfd = unix_addr(path)
-    try:
-        sock.connect(addr)
-    finally:
-        if dfd is not None:
-            os.close(dfd)
+    _at_unix(sock.connect, path)

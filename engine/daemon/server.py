@@ -572,33 +572,24 @@ def _prefixed(sock: socket.socket, data: bytes, closed: bool
     Why a socketpair: backends take a real socket (they select/splice on it); bytes h11
     already buffered must reach them in order, which a pump thread guarantees."""
     a, b = socket.socketpair()
-
-    def up() -> None:  # client -> backend
-        try:
-            if data:
-                a.sendall(data)
-            if not closed:
-                while True:
-                    d = sock.recv(65536)
-                    if not d:
-                        break
-                    a.sendall(d)
-            a.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def down() -> None:  # backend -> client
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                sock.sendall(d)
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    threading.Thread(target=up, daemon=True).start()
-    t = threading.Thread(target=down, daemon=True)
+    # client -> backend: the buffered bytes, then the rest unless the client already closed
+    threading.Thread(target=_pump, args=(sock, a, data, not closed), daemon=True).start()
+    t = threading.Thread(target=_pump, args=(a, sock), daemon=True)  # backend -> client
     t.start()
     return b, t
+
+
+def _pump(src: socket.socket, dst: socket.socket, first: bytes = b"", more: bool = True
+          ) -> None:
+    """Copy `first`, then src until EOF (if `more`), to dst; then half-close dst."""
+    try:
+        if first:
+            dst.sendall(first)
+        while more:
+            d = src.recv(65536)
+            if not d:
+                break
+            dst.sendall(d)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

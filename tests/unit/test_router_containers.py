@@ -410,3 +410,17 @@ def test_attach_registers_before_the_101(d, monkeypatch):
             break
         data += x
     assert data == b"\x01\x00\x00\x00\x00\x00\x00\x04bye\n"
+
+
+def test_resize_routes_share_size_checks(d):
+    c, b = d
+    cid = create(c, ["sleep"])
+    c.post(f"/containers/{cid}/start")
+    eid = c.post(f"/containers/{cid}/exec", {"Cmd": ["echo", "x"]})["Id"]
+    for path in (f"/containers/{cid}/resize", f"/exec/{eid}/resize"):
+        st, msg = status_of(lambda p=path: c.post(p, h=-1, w=20))
+        assert st == 400 and "invalid terminal size -1x20" in msg
+        st, _ = status_of(lambda p=path: c.post(p, h="x", w=20))
+        assert st == 400
+    c.post(f"/containers/{cid}/resize", w=30)  # a missing side is 0, like docker
+    assert b.containers.resized[-1] == (cid, 0, 30)

@@ -55,6 +55,14 @@ def build(b: Backends):
 
 # ---- helpers shared by the areas -----------------------------------------------------------
 
+def terminal_size(req: Any) -> tuple[int, int]:
+    """?h=&w= of the container and exec resize routes (missing means 0, docker's default)."""
+    h, w = req.int("h", 0) or 0, req.int("w", 0) or 0
+    if h < 0 or w < 0:
+        raise InvalidParameter(f"invalid terminal size {h}x{w}")
+    return h, w
+
+
 def want(obj: Any, key: str, types: type | tuple[type, ...], where: str, default: Any = None,
          required: bool = False) -> Any:
     """Type-check one JSON field, with docker-like messages."""

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from engine.daemon.errors import Conflict, InvalidParameter
-from engine.daemon.router import Backends, filters, str_list, ticking, want
+from engine.daemon.router import Backends, filters, str_list, terminal_size, ticking, want
 from engine.daemon.server import Hijack, Request, Response, Stream
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -327,9 +327,7 @@ def routes(b: Backends) -> list:
         return Stream(ticking(it) if req.bool("follow") else it, content_type=ctype)
 
     def resize(req: Request, name: str) -> Response:
-        h, w = req.int("h", 0), req.int("w", 0)
-        if (h or 0) < 0 or (w or 0) < 0:
-            raise InvalidParameter(f"invalid terminal size {h}x{w}")
+        h, w = terminal_size(req)
         cm().resize(name, h, w)
         return Response(200)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.daemon.errors import Conflict, InvalidParameter
-from engine.daemon.router import Backends, str_list, want
+from engine.daemon.router import Backends, str_list, terminal_size, want
 from engine.daemon.server import Hijack, Request, Response
 
 
@@ -74,9 +74,7 @@ def routes(b: Backends) -> list:
         return Hijack(run, multiplexed=not tty)
 
     def resize(req: Request, id: str) -> Response:
-        h, w = req.int("h", 0), req.int("w", 0)
-        if (h or 0) < 0 or (w or 0) < 0:
-            raise InvalidParameter(f"invalid terminal size {h}x{w}")
+        h, w = terminal_size(req)
         cm().exec_resize(id, h, w)
         return Response(200)
 

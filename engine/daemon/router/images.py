@@ -10,6 +10,7 @@ import json
 import queue
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from engine.daemon.errors import InvalidParameter
@@ -102,6 +103,23 @@ def routes(b: Backends) -> list:
     def g() -> Any:
         return b.need("images")
 
+    def tracked(action: str, ref: str, work: Callable[[Callable[[dict], None]], Any]
+                ) -> Callable[[Callable[[dict], None]], Any]:
+        """For progress_stream: run work(progress) as job image.<action> (its progress visible
+        in /jobs), then emit the <action> event. Pull and push both stream this way."""
+        def run(progress: Callable[[dict], None]) -> Any:
+            job = eng.job("image." + action, ref=ref)
+            with eng.track(job):
+                def prog(d: dict) -> None:
+                    job.set_progress(d)
+                    progress(d)
+
+                res = work(prog)
+            emit(action, ref)
+            return res
+
+        return run
+
     def emit(action: str, ref: str, **attrs: str) -> None:
         eng.emit("image", action, ref, {"name": ref, **attrs})
 
@@ -117,16 +135,8 @@ def routes(b: Backends) -> list:
         platform = req.arg("platform") or None
         graph = g()
 
-        def run(progress):
-            job = eng.job("image.pull", ref=ref)
-            with eng.track(job):
-                def prog(d: dict) -> None:
-                    job.set_progress(d)
-                    progress(d)
-
-                img = graph.pull(ref, auth=auth, progress=prog, platform=platform)
-            emit("pull", ref)
-            return img
+        run = tracked("pull", ref, lambda prog: graph.pull(ref, auth=auth, progress=prog,
+                                                          platform=platform))
 
         def last(img: Any) -> list[dict]:
             digest = ""
@@ -158,16 +168,7 @@ def routes(b: Backends) -> list:
         auth = registry_auth(req)
         graph = g()
 
-        def run(progress):
-            job = eng.job("image.push", ref=ref)
-            with eng.track(job):
-                def prog(d: dict) -> None:
-                    job.set_progress(d)
-                    progress(d)
-
-                res = graph.push(ref, auth=auth, progress=prog)
-            emit("push", ref)
-            return res
+        run = tracked("push", ref, lambda prog: graph.push(ref, auth=auth, progress=prog))
 
         def last(res: Any) -> list[dict]:
             res = dict(res or {})
