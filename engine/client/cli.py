@@ -953,8 +953,12 @@ def cmd_exec(c: Client, a: argparse.Namespace) -> int:
     if a.detach:
         c.post(f"/exec/{eid}/start", {"Detach": True, "Tty": a.tty})
         return 0
+    start: dict[str, Any] = {"Detach": False, "Tty": a.tty}
+    size = stream.terminal_size() if a.tty else None
+    if size:  # like docker's CLI: the pty starts at the terminal's size, not 0x0
+        start["ConsoleSize"] = list(size)
     try:
-        sock, leftover = c.hijack(f"/exec/{eid}/start", body={"Detach": False, "Tty": a.tty})
+        sock, leftover = c.hijack(f"/exec/{eid}/start", body=start)
     except APIError as e:
         raise _start_error(e) from None
     with stream.raw_terminal(a.tty and a.interactive), \

@@ -173,3 +173,24 @@ def test_skiff_exec_it(d):
         assert b"/dev/pts/" in out and rc == 2
     finally:
         d.skiff("rm", "-f", "skt4c-ex")
+
+
+def test_exec_start_console_size_reaches_the_pty(d):
+    # docker exec -it sends ConsoleSize with start: the pty must begin at that size, not 0x0
+    c = Client(d.host)
+    ok(d.skiff("run", "-d", "--name", "skt4c-cs", "busybox", "sleep", "300"))
+    try:
+        eid = c.post("/containers/skt4c-cs/exec", {"Cmd": ["stty", "size"], "Tty": True,
+                                                   "AttachStdout": True})["Id"]
+        sock, data = c.hijack(f"/exec/{eid}/start", body={"Detach": False, "Tty": True,
+                                                          "ConsoleSize": [33, 101]})
+        sock.settimeout(10)
+        while True:
+            x = sock.recv(4096)
+            if not x:
+                break
+            data += x
+        sock.close()
+        assert data.strip() == b"33 101"
+    finally:
+        d.skiff("rm", "-f", "skt4c-cs")

@@ -132,11 +132,16 @@ def test_run_survives_a_late_waiter_and_a_late_attach(host, capsys, monkeypatch)
 
     from engine.daemon.fakes import FakeContainers
 
-    attach, prepare = FakeContainers.attach, FakeContainers.wait_prepare
+    attach_prepare, prepare = FakeContainers.attach_prepare, FakeContainers.wait_prepare
 
     def late_attach(self, *a, **k):
-        time.sleep(0.3)
-        return attach(self, *a, **k)
+        stream = attach_prepare(self, *a, **k)  # registered before the 101, like the daemon
+
+        def late_stream(sock):
+            time.sleep(0.3)
+            return stream(sock)
+
+        return late_stream
 
     def late_prepare(self, *a, **k):
         block = prepare(self, *a, **k)
@@ -151,7 +156,7 @@ def test_run_survives_a_late_waiter_and_a_late_attach(host, capsys, monkeypatch)
         time.sleep(0.3)
         return FakeContainers.wait_prepare(self, *a, **k)(None)
 
-    monkeypatch.setattr(FakeContainers, "attach", late_attach)
+    monkeypatch.setattr(FakeContainers, "attach_prepare", late_attach)
     monkeypatch.setattr(FakeContainers, "wait_prepare", late_prepare)
     monkeypatch.setattr(FakeContainers, "wait", late_wait)
     h, b = host
@@ -348,3 +353,14 @@ def test_client_and_daemon_share_human_duration() -> None:
     assert fmt.human_duration is state.human_duration is timefmt.human_duration
     assert [timefmt.human_duration(s) for s in (0, 1, 59, 90, 5400, 3 * 86400)] == [
         "Less than a second", "1 second", "59 seconds", "About a minute", "2 hours", "3 days"]
+
+
+def test_exec_t_sends_console_size(host, capsys, monkeypatch):
+    from engine.client import stream
+
+    h, b = host
+    monkeypatch.setattr(stream, "terminal_size", lambda: (24, 80))
+    assert run(h, capsys, "run", "-d", "--name", "cs", "busybox", "sleep")[0] == 0
+    assert run(h, capsys, "exec", "-t", "cs", "echo", "hi")[0] == 0
+    assert run(h, capsys, "exec", "cs", "echo", "hi")[0] == 0
+    assert list(b.containers.exec_console_sizes.values()) == [[24, 80], None]
