@@ -140,7 +140,7 @@ def test_runc_limits(runc, report, mem, pids, quota, period):
                       p.stderr.strip()[-120:], time.monotonic() - t0)
         return
     assert p.returncode == 0, (res, p.stderr)
-    seen = dict(line.split("=", 1) for line in p.stdout.split() if "=" in line)
+    seen = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
     want: dict[str, str] = {}
     if VERSION == "v1":
         if mem not in (None, 0):

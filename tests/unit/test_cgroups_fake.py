@@ -331,6 +331,19 @@ def test_v2_unlimited_and_period_only(v2root):
     m.destroy()
 
 
+def test_v2_quota_only_keeps_the_period(v2root):
+    """Found in the VM: period 1000, then quota -1 alone, must read `max 1000`."""
+    m = new_manager("/skt2/q", Resources(), version="v2", root=v2root)
+    m.create()
+    leaf = v2root / "skt2" / "q"
+    (leaf / "cpu.max").write_text("max 1000\n")
+    m.set(Resources(cpu_quota=-1))
+    assert read(leaf / "cpu.max") == "max 1000"
+    m.set(Resources(cpu_quota=5000))
+    assert read(leaf / "cpu.max") == "5000 1000"
+    m.destroy()
+
+
 def test_v2_missing_controller(v2root):
     (v2root / "cgroup.controllers").write_text("memory pids\n")
     m = new_manager("/skt2/m", Resources(cpu_shares=100), version="v2", root=v2root)

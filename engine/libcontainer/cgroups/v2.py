@@ -167,11 +167,18 @@ class V2Manager(Manager):
             self._write("cpu.weight", str(model.shares_to_weight(r.cpu_shares)))
         cpu_max = model.cpu_max_v2(r.cpu_quota, r.cpu_period)
         if cpu_max is not None:
-            if r.cpu_quota is None:
-                # Only the period changes: keep the current quota.
+            if r.cpu_quota is None or r.cpu_period is None:
+                # A partial update changes only its own half of cpu.max (as docker update and
+                # v1's two files do): the other half keeps its current value.
                 f = self._f("cpu.max")
-                cur = fs.read(f).split()[0] if f.exists() else "max"
-                cpu_max = f"{cur} {r.cpu_period}"
+                cur = fs.read(f).split() if f.exists() else []
+                quota, period = cpu_max.split()
+                if len(cur) == 2:
+                    if r.cpu_quota is None:
+                        quota = cur[0]
+                    else:
+                        period = cur[1]
+                cpu_max = f"{quota} {period}"
             self._write("cpu.max", cpu_max)
         if r.cpu_burst is not None:
             self._write("cpu.max.burst", str(r.cpu_burst))
