@@ -140,7 +140,9 @@ class Skiffd:
         return docker.DockerClient(base_url=self.host, version=version, timeout=120)
 
     def load_busybox(self, image_dir: Path) -> None:
-        r = self.docker("load", "-i", str(Path(image_dir) / "docker-save.tar"))
+        # Through the docker CLI where there is one, else through skiff (the VM has no docker CLI).
+        load = self.docker if shutil.which("docker") else self.skiff
+        r = load("load", "-i", str(Path(image_dir) / "docker-save.tar"))
         if r.returncode != 0:
             raise RuntimeError(f"docker load failed: {r.stderr}\n{self.log_tail()}")
 
