@@ -24,7 +24,10 @@ from .spec import Spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from .process import Channel
 if TYPE_CHECKING:
     import signal
 else:  # the C module with the same functions and int constants: `signal` imports enum (~5 ms)
@@ -202,7 +205,7 @@ class Container:
         return c
 
     def _create(self, s: Spec, stdio, console_socket, pid_file, subreaper, preserve_fds) -> None:
-        from .process import Channel, init_stage1, init_stage2, prepare_seccomp, write_id_maps
+        from .process import Channel, init_stage2, prepare_seccomp, write_id_maps
 
         assert s.process is not None
         cg_path = s.linux.cgroups_path or f"/{self.id}"
@@ -231,18 +234,8 @@ class Container:
             set_subreaper()
         ch = Channel(fd_passing=s.process.terminal)
         try:
-            pid1 = os.fork()
-            if pid1 == 0:
-                try:
-                    os.close(ch.p_r)
-                    if ch.p_w != ch.p_r:
-                        os.close(ch.p_w)
-                    init_stage1(ch, s, lambda: init_stage2(ch, s, bpf, fifo_fd, stdio,
-                                                           preserve_fds))
-                finally:
-                    os._exit(1)
-            self._pids.append(pid1)
-            ch.close_child_ends()
+            pid1 = self._fork_stage1(ch, s, lambda: init_stage2(ch, s, bpf, fifo_fd, stdio,
+                                                                preserve_fds))
             os.close(fifo_fd)
             fifo_fd = -1
             trace("forked")
@@ -268,6 +261,23 @@ class Container:
         hooks = (self.config.get("hooks") or {}).get(name) or []
         if hooks:
             run_hooks(name, hooks, self.state(), fatal)
+
+    def _fork_stage1(self, ch: Channel, s: Spec, stage2: Callable[[], None]) -> int:
+        """Fork stage 1 (joins/creates namespaces, then runs `stage2` as the container's pid)."""
+        from .process import init_stage1
+
+        pid1 = os.fork()
+        if pid1 == 0:
+            try:
+                os.close(ch.p_r)
+                if ch.p_w != ch.p_r:
+                    os.close(ch.p_w)
+                init_stage1(ch, s, stage2)
+            finally:
+                os._exit(1)
+        self._pids.append(pid1)
+        ch.close_child_ends()
+        return pid1
 
     def _handshake(self, ch, s: Spec, pid1: int, write_id_maps, console_socket,
                    expect_pid: bool = True, early_go: bool = False) -> int:
@@ -481,7 +491,7 @@ class Container:
         left in `self.console_master`.
         """
         from . import spec as specmod
-        from .process import Channel, exec_stage2, init_stage1, ns_paths_of, prepare_seccomp
+        from .process import Channel, exec_stage2, ns_paths_of, prepare_seccomp
 
         st = self.status
         if st not in ("running", "created"):
@@ -503,18 +513,8 @@ class Container:
         ch = Channel(fd_passing=proc.terminal)
         self._pids = []
         try:
-            pid1 = os.fork()
-            if pid1 == 0:
-                try:
-                    os.close(ch.p_r)
-                    if ch.p_w != ch.p_r:
-                        os.close(ch.p_w)
-                    init_stage1(ch, s, lambda: exec_stage2(ch, proc, bpf, in_userns, stdio,
-                                                           preserve_fds))
-                finally:
-                    os._exit(1)
-            self._pids.append(pid1)
-            ch.close_child_ends()
+            pid1 = self._fork_stage1(ch, s, lambda: exec_stage2(ch, proc, bpf, in_userns, stdio,
+                                                                preserve_fds))
             try:
                 pid = self._handshake(ch, s, pid1, lambda *_: None, console_socket,
                                       early_go=True)
