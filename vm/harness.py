@@ -194,6 +194,9 @@ class Harness:
             cpuinfo, os.environ.get("SKIFF_VM_ACCEL"), os.access("/dev/kvm", os.R_OK | os.W_OK)
         )
         self.kernels = list(MACHINES) if args.kernel == "all" else [args.kernel]
+        # The property suites' Hypothesis profile: `ci` with KVM; under emulation (TCG, ~4x
+        # slower) the smaller `vm` profile keeps a run of both kernels within CI's time.
+        self.profile = args.hypothesis_profile or ("ci" if self.accel == "kvm" else "vm")
         self.ok = True
 
     # -- helpers -------------------------------------------------------------------------
@@ -334,13 +337,13 @@ class Harness:
         extra = " ".join(shlex.quote(x) for x in self.a.pytest_args)
         for suite in self.a.suites:
             with self.run.step(k, f"tests/{suite} in the VM") as s:
-                prof = "--hypothesis-profile ci --hypothesis-show-statistics" \
+                prof = f"--hypothesis-profile {self.profile} --hypothesis-show-statistics" \
                     if suite == "property" else ""
                 cmd = (
                     f"sudo mkdir -p {GUEST_RESULTS} && cd /srv/skiff && "
                     # the venv's bin first, as in a tox env (skiff, skiffd, skiff-runc)
                     f"sudo env PATH=/opt/skiff-venv/bin:/usr/local/sbin:/usr/local/bin:"
-                    f"/usr/sbin:/usr/bin:/sbin:/bin SKIFF_HYPOTHESIS_PROFILE=ci "
+                    f"/usr/sbin:/usr/bin:/sbin:/bin SKIFF_HYPOTHESIS_PROFILE={self.profile} "
                     f"timeout -k 30 {self.a.suite_timeout} "
                     f"/opt/skiff-venv/bin/pytest tests/{suite} --target local -p no:cacheprovider "
                     f"-o junit_family=xunit2 --junitxml={GUEST_RESULTS}/{suite}.xml {prof} {extra} "
@@ -509,6 +512,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--suite-timeout", type=int,
                     default=int(os.environ.get("SKIFF_VM_SUITE_TIMEOUT", "2400")),
                     help="seconds per suite in the VM before it is stopped (default 2400)")
+    ap.add_argument("--hypothesis-profile", choices=["ci", "vm", "dev", "soak"],
+                    default=os.environ.get("SKIFF_VM_HYPOTHESIS_PROFILE"),
+                    help="profile of the property suites in the VM (default: ci with KVM, "
+                         "vm under TCG)")
     ap.add_argument("--results", default=str(REPO / "results"))
     ap.add_argument("--no-bootstrap", action="store_true",
                     help="do not run scripts/bootstrap-vm (host packages already there)")

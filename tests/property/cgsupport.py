@@ -24,7 +24,7 @@ def profile_name() -> str:
 
 def enforcement_examples() -> int:
     """Enforcement examples start processes and take ~0.3 s each: sampled, not swept."""
-    return {"ci": 3, "dev": 2}.get(profile_name(), 50)
+    return {"ci": 3, "dev": 2, "vm": 2}.get(profile_name(), 50)
 
 
 # Every cgroup path this process handed out: leftovers() checks only these, so concurrent

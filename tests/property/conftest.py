@@ -3,6 +3,8 @@ kernel-behaviour report every run writes.
 
 - ci: bounded examples, no deadline, prints the reproduce blob of a failure.
 - dev: fewer examples, verbose.
+- vm: ci's checks with fewer examples, for a VM under emulation (TCG, ~4x slower), where
+  the ci profile would not fit in CI's time (`tox -e system` picks it without KVM).
 - soak: hours on a kernel under test (SKIFF_SOAK_EXAMPLES, default 100000 per test).
 
 The example database lives outside the repository (SKIFF_HYPOTHESIS_DB, default
@@ -33,6 +35,7 @@ _common = dict(
 )
 settings.register_profile("ci", max_examples=100, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=25, verbosity=Verbosity.verbose, **_common)
+settings.register_profile("vm", max_examples=25, print_blob=True, **_common)
 settings.register_profile(
     "soak",
     max_examples=int(os.environ.get("SKIFF_SOAK_EXAMPLES", "100000")),

@@ -343,7 +343,7 @@ PortMachine.TestCase.settings = settings(
     settings.default,
     max_examples=50
     if _profile == "ci"
-    else (10 if _profile == "dev" else settings.default.max_examples),
+    else (10 if _profile in ("dev", "vm") else settings.default.max_examples),
     stateful_step_count=6,
 )
 
