@@ -58,7 +58,7 @@ def daemon(busybox_image):
 
 def parse(out: bytes | str) -> dict[str, str]:
     text = out.decode() if isinstance(out, bytes) else out
-    return dict(line.split("=", 1) for line in text.split() if "=" in line)
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def expect_memory(mem: int, swap: int | None) -> dict[str, str]:
