@@ -344,6 +344,8 @@ class Harness:
                     # the venv's bin first, as in a tox env (skiff, skiffd, skiff-runc)
                     f"sudo env PATH=/opt/skiff-venv/bin:/usr/local/sbin:/usr/local/bin:"
                     f"/usr/sbin:/usr/bin:/sbin:/bin SKIFF_HYPOTHESIS_PROFILE={self.profile} "
+                    # the kernel-behaviour report lands with the results that collect copies
+                    f"SKIFF_RESULTS_DIR={GUEST_RESULTS} "
                     f"timeout -k 30 {self.a.suite_timeout} "
                     f"/opt/skiff-venv/bin/pytest tests/{suite} --target local -p no:cacheprovider "
                     f"-o junit_family=xunit2 --junitxml={GUEST_RESULTS}/{suite}.xml {prof} {extra} "
