@@ -573,16 +573,17 @@ class Monitor:
         console_path = self.exec_dir / f"exec-{eid[:12]}.sock"
         want_stdin = bool(req.get("stdin"))
         stdio, console, to_close, lst = self._stdio(proc, want_stdin, console_path)
+        size = req.get("console_size")
+        if proc.tty and size and size[0] and size[1]:
+            # An exec'd process runs at once: the pty must have its size before the exec
+            # (OCI process.consoleSize, set by libcontainer), not after (a race `stty` loses).
+            process = {**process, "consoleSize": {"height": int(size[0]), "width": int(size[1])}}
         try:
             pid = self.container.exec(
                 process, stdio=stdio, console_socket=console
             )
             if lst is not None:
                 self._take_console(proc, lst, console_path)
-                if req.get("console_size"):
-                    h, w = req["console_size"]
-                    if h and w:
-                        set_winsize(proc.master or -1, h, w)
         except Exception:
             if lst is not None:
                 lst.close()
