@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.common import interleave, table
+from tests import procs
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path("/var/tmp/skt3-bench")
@@ -70,18 +70,8 @@ class Dockerd:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is not None and p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
-        # overlay mounts dockerd may have left under its root
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if str(self.base) in ln.split()[4]]
-        for m in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        procs.stop(p, 30)
+        procs.unmount_under(self.base)  # overlay mounts dockerd may have left under its root
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import procs
+
 REGISTRY_BIN = "docker-registry"
 CONFIG = """version: 0.1
 log:
@@ -95,14 +97,7 @@ class LocalRegistry:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None or p.poll() is not None:
-            return
-        os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(5)
+        procs.stop(p, 5)
 
     def kill(self) -> None:
         """SIGKILL by pid: a registry that dies mid-transfer."""

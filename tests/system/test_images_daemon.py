@@ -8,9 +8,7 @@ tables or cgroups. Stopped by pid.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import procs
 from tests.system.registry import LocalRegistry
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -57,13 +56,7 @@ class Daemon:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is not None and p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+        procs.stop(p, 15)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.graph import Graph
+from tests import procs
 from tests.system.registry import LocalRegistry
 
 pytestmark = pytest.mark.usefixtures("require_root")
@@ -55,17 +55,8 @@ class PrivateDockerd:
 
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is not None and p.poll() is None:
-            os.kill(p.pid, signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(self.base))]
-        for m in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], check=False)
+        procs.stop(p, 30)
+        procs.unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
