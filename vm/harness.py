@@ -360,6 +360,7 @@ class Harness:
                     s.detail = f"timed out after {self.a.suite_timeout} s; {s.detail}"
                 if r.returncode not in (0, 5):  # 5: no tests collected
                     self.ok = False
+                    say(failure_excerpt(r.stdout, k, suite))
                     raise StepFailed(f"pytest tests/{suite} exit {r.returncode}: {s.detail}")
 
     def collect(self, k: str) -> None:
@@ -496,6 +497,22 @@ class Harness:
         (self.run.results / "summary.json").write_text(json.dumps(
             [s.__dict__ for s in self.run.steps], indent=1))
         return text
+
+
+def failure_excerpt(out: str, kernel: str, suite: str, limit: int = 150) -> str:
+    """What a failed suite said about its failures, bounded, for the console (CI keeps only
+    the console: the results directory of a CI run is gone with its clone)."""
+    lines = out.splitlines()
+    start = next((i for i, ln in enumerate(lines)
+                  if ln.startswith("=") and (" FAILURES " in ln or " ERRORS " in ln)), None)
+    short = next((i for i, ln in enumerate(lines) if "short test summary info" in ln), None)
+    body = lines[start:short] if start is not None else lines[-limit:]
+    if len(body) > limit:
+        body = body[: limit // 3] + [f"... ({len(body) - limit} lines cut) ..."] + \
+            body[-(limit - limit // 3):]
+    tail = lines[short:] if short is not None else []
+    return "\n".join([f"---- [{kernel}] tests/{suite} failures ----", *body, *tail,
+                      f"---- end of [{kernel}] tests/{suite} failures ----"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

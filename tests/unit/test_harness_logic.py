@@ -160,3 +160,25 @@ def test_format_table() -> None:
     assert lines[0].startswith("| kernel | step | s ")
     assert lines[1].startswith("|--------|")
     assert "| v2     | up   | 66.0 |" == lines[2]
+
+
+def test_failure_excerpt_keeps_failures_and_summary() -> None:
+    from vm.harness import failure_excerpt
+    out = "\n".join(["collected 3 items", "t.py .F.",
+                     "=================== FAILURES ===================",
+                     "____ test_x ____", "E   AssertionError: 1 != 2",
+                     "=========== short test summary info ===========",
+                     "FAILED t.py::test_x - AssertionError",
+                     "====== 1 failed, 2 passed in 1.00s ======"])
+    text = failure_excerpt(out, "v2", "property")
+    assert "E   AssertionError: 1 != 2" in text
+    assert "FAILED t.py::test_x" in text
+    assert "collected 3 items" not in text
+    assert text.startswith("---- [v2] tests/property failures ----")
+
+
+def test_failure_excerpt_is_bounded() -> None:
+    from vm.harness import failure_excerpt
+    out = "\n".join(["= FAILURES ="] + [f"line {i}" for i in range(1000)])
+    text = failure_excerpt(out, "v1", "system", limit=30)
+    assert len(text.splitlines()) < 40 and "lines cut" in text
