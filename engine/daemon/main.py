@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nft-table", default="skiff", help="name of skiff's nftables table")
     p.add_argument("--cgroup-parent", default="skiff", help="parent cgroup of containers")
     p.add_argument("--group", default="skiff", help="group owning the unix socket")
+    p.add_argument("--init-path", default=None,
+                   help="static init for --init (default: tini-static or docker-init on PATH)")
     p.add_argument("--pidfile", default=None, help="write the daemon's pid here")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "warn", "error", "fatal"])
@@ -91,7 +93,7 @@ def build_backends(args: argparse.Namespace):
             engine.emit(type, action, actor_id, attributes)
 
         m = ContainerManager(root, exec_root, images, networks, emit,
-                             cgroup_parent=args.cgroup_parent)
+                             cgroup_parent=args.cgroup_parent, init_path=args.init_path)
         m.restore()
         return m
 

@@ -357,9 +357,17 @@ def test_failed_start_leaves_nothing(env: Env) -> None:
     env.m.remove(cid)
 
 
+def test_init_without_an_init_binary_is_refused_at_create(env: Env) -> None:
+    env.m.init_path = str(env.root / "no-such-tini")
+    with pytest.raises(SkiffError, match=r"HostConfig.Init: no init binary"):
+        env.run_(["true"], hc={"Init": True})
+    assert not env.m.containers  # nothing half-created
+    env.m.init_path = None
+
+
 def test_init_network_modes_security(env: Env) -> None:
     if env.m.init_binary() is None:
-        pytest.skip("no C compiler for skiff-init")
+        pytest.skip("no tini-static (Debian's tini package) for --init")
     cid = env.run_(["sleep", "60"], hc={"Init": True})
     env.m.start(cid)
     eid = env.m.exec_create(cid, {"Cmd": ["cat", "/proc/1/cmdline"], "AttachStdout": True})
