@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,6 +245,9 @@ class Harness:
         cmd = [str(playbook) if playbook.exists() else "ansible-playbook", "-i", str(inv),
                str(REPO / "provision" / "site.yml"),
                "-e", "skiff_pip_args='--no-index --find-links /srv/wheels'"]
+        docker = shutil.which("docker")
+        if hostutil.static_executable(docker):  # the same CLI as the local compatibility tests
+            cmd += ["-e", f"skiff_docker_cli={os.path.realpath(str(docker))}"]
         env = {"ANSIBLE_CONFIG": str(REPO / "provision" / "ansible.cfg"),
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_LOCAL_TEMP": str(RUN_ROOT / "ansible-tmp"),

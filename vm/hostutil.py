@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,6 +114,25 @@ def choose_accel(cpuinfo: str, override: str | None = None, kvm_usable: bool = T
                 return "kvm"
             break
     return "tcg"
+
+
+def static_executable(path: str | None) -> bool:
+    """An x86-64 ELF without a program interpreter (PT_INTERP): it runs on any Linux guest, so
+    the host's copy can be handed to the VM (the docker CLI the local suites use)."""
+    if not path:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:5] != b"\x7fELF\x02" or len(head) < 64:
+                return False
+            phoff, = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError:
+        return False
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
 
 
 def parse_recap(output: str) -> dict[str, dict[str, int]]:

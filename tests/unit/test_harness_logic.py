@@ -182,3 +182,17 @@ def test_failure_excerpt_is_bounded() -> None:
     out = "\n".join(["= FAILURES ="] + [f"line {i}" for i in range(1000)])
     text = failure_excerpt(out, "v1", "system", limit=30)
     assert len(text.splitlines()) < 40 and "lines cut" in text
+
+
+def test_static_executable_tells_static_from_dynamic(tmp_path: Path) -> None:
+    import shutil
+    import sys
+
+    from vm.hostutil import static_executable
+    assert not static_executable(sys.executable) or "static" in sys.executable
+    assert not static_executable(str(tmp_path / "missing"))
+    (tmp_path / "text").write_text("#!/bin/sh\n")
+    assert not static_executable(str(tmp_path / "text"))
+    tini = shutil.which("tini-static")
+    if tini:
+        assert static_executable(tini)
