@@ -496,6 +496,19 @@ class Graph:
         parent = self.layer(rw["chain_id"]) if rw["chain_id"] else None
         self.driver.diff(rw["cache_id"], parent["cache_id"] if parent else None, out)
 
+    def rw_layer_paths(self, container_id: str) -> tuple[str, Path, list[Path]]:
+        """(driver name, the rw layer's own dir, the dirs it is judged against, top first):
+        what docker diff, ?size=1 and commit read. overlay: the upper dir and the lower diff
+        dirs (whiteouts in overlay form); vfs: the full copy and its parent's full copy."""
+        rw = self._rw(container_id)
+        parent = self.layer(rw["chain_id"]) if rw["chain_id"] else None
+        return (self.driver.name, self.driver.layer_dir(rw["cache_id"]),
+                self.driver.parent_dirs(rw["cache_id"], parent["cache_id"] if parent else None))
+
+    def rw_layer_chain(self, container_id: str) -> str | None:
+        """The chain ID the container's rw layer stands on (its image's top layer)."""
+        return self._rw(container_id)["chain_id"]
+
     def remove_rw_layer(self, container_id: str) -> None:
         """Remove a container's rw layer (idempotent) and the layers only it kept alive."""
         r = self.db.one("SELECT * FROM rw_layers WHERE container_id=?", (container_id,))

@@ -50,6 +50,11 @@ class GraphDriver(ABC):
     def diff(self, id: str, parent: str | None, out: BinaryIO) -> None:
         """Write the layer's changes against its parent as a layer tar."""
 
+    def parent_dirs(self, id: str, parent: str | None) -> list[Path]:
+        """The directories a layer's changes are judged against (docker diff, sizes): the
+        parent's full tree here; overlay returns its lower dirs, top first."""
+        return [self.layer_dir(parent)] if parent else []
+
     @abstractmethod
     def get(self, id: str) -> Path:
         """Mount the layer (with everything under it) and return its root; reference counted."""

@@ -102,6 +102,9 @@ class OverlayDriver(GraphDriver):
         lf = self.home / id / "lower"
         return lf.read_text().split(":") if lf.exists() else []
 
+    def parent_dirs(self, id: str, parent: str | None) -> list[Path]:
+        return [(self.home / low).resolve() for low in self._lowers(id)]
+
     def get(self, id: str) -> Path:
         d = self._check(id)
         with self._lock:
