@@ -103,6 +103,7 @@ class Container:
         self.restart_timer: threading.Timer | None = None
         self.execs: set[str] = set()
         self.pending_connect: Callable[[], None] | None = None
+        self.health: dict | None = d.get("Health")  # State.Health (engine/containers/health.py)
 
     def to_db(self) -> dict:
         return {
@@ -112,6 +113,7 @@ class Container:
                 {**m.to_docker(), "_Options": m.options} for m in self.mounts],
             "NetworkSettings": self.network_settings, "Driver": self.driver,
             "Rootfs": self.rootfs, "Netns": self.netns, "RestartTimeout": self.restart_timeout,
+            "Health": self.health,
         }
 
     @property
@@ -908,6 +910,9 @@ class ContainerManager:
                              name=f"watch-{c.short}")
         c.watcher = t
         t.start()
+        from . import health
+
+        health.start(self, c)  # every path that (re)attaches a live container comes here
 
     def _watch_loop(self, c: Container) -> None:
         record = None
@@ -1431,10 +1436,15 @@ class ContainerManager:
                 "Config": cfg_out,
                 "NetworkSettings": ns,
             }
-            if size:
-                d["SizeRw"] = 0
-                d["SizeRootFs"] = 0
-            return d
+            if c.health is not None and c.config.get("Healthcheck"):
+                from .health import public
+
+                d["State"]["Health"] = public(c.health)
+        if size:
+            from .changes import container_sizes
+
+            d["SizeRw"], d["SizeRootFs"] = container_sizes(self, c)
+        return d
 
     def list(self, all: bool = False, limit: int = -1, filters: dict | None = None,
              size: bool = False) -> list[dict]:
@@ -1506,7 +1516,11 @@ class ContainerManager:
             elif key == "isTask":
                 if "true" in values:
                     return False
-            elif key in ("health", "publish", "expose", "is-task"):
+            elif key == "health":
+                st = (c.health or {}).get("Status") if c.config.get("Healthcheck") else None
+                if (st or "none") not in values:
+                    return False
+            elif key in ("publish", "expose", "is-task"):
                 continue
             else:
                 raise InvalidParameter(f"invalid filter '{key}'")
@@ -1539,14 +1553,15 @@ class ContainerManager:
             "Ports": ports,
             "Labels": cfg.get("Labels") or {},
             "State": c.state.status,
-            "Status": c.state.human(),
+            "Status": c.state.human() + _health_suffix(c),
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": nets},
             "Mounts": [m.to_docker() for m in c.mounts],
         }
         if size:
-            d["SizeRw"] = 0
-            d["SizeRootFs"] = 0
+            from .changes import container_sizes
+
+            d["SizeRw"], d["SizeRootFs"] = container_sizes(self, c)
         return d
 
     # ------------------------------------------------------------------ attach / logs
@@ -1936,6 +1951,15 @@ class _Background:
         self.join()
         if self.error is not None:
             raise self.error
+
+
+def _health_suffix(c: Container) -> str:
+    """ "(healthy)" etc. after "Up 5 seconds" in `docker ps` (running containers only)."""
+    if c.state.status != RUNNING or not c.config.get("Healthcheck"):
+        return ""
+    from .health import ps_suffix
+
+    return ps_suffix(c.health)
 
 
 def _child_env() -> dict[str, str]:
