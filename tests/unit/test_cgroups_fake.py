@@ -352,12 +352,51 @@ def test_v2_missing_controller(v2root):
     assert not m.exists()
 
 
-def test_v2_devices_are_a_documented_gap(v2root):
+def test_v2_devices_attach_an_ebpf_filter(v2root, monkeypatch):
+    from engine.libcontainer.cgroups import DEFAULT_ALLOWED_DEVICES, devices_bpf
+
+    calls = []
+    monkeypatch.setattr(devices_bpf, "apply", lambda d, rules: calls.append((d, rules)))
     r = Resources.from_oci({"devices": [{"allow": False, "access": "rwm"}]})
     m = new_manager("/skt2/d", r, version="v2", root=v2root)
     m.create()
-    assert any("eBPF" in w for w in m.warnings)
+    assert calls == [(v2root / "skt2" / "d", r.devices + DEFAULT_ALLOWED_DEVICES)]
+    assert not m.warnings
+    m.update(Resources(pids_limit=5))  # no devices in the update: the filter stays
+    assert len(calls) == 1
     m.destroy()
+
+
+def test_v2_devices_bpf_failure_is_an_error_unless_nothing_is_restricted(v2root, monkeypatch):
+    import errno
+
+    from engine.libcontainer.cgroups import CgroupError, devices_bpf
+
+    def refuse(d, rules):
+        raise devices_bpf.BpfError(errno.EPERM, "BPF_PROG_LOAD: Operation not permitted")
+
+    monkeypatch.setattr(devices_bpf, "apply", refuse)
+    monkeypatch.setattr(devices_bpf, "in_user_namespace", lambda: False)
+    r = Resources.from_oci({"devices": [{"allow": False, "access": "rwm"}]})
+    m = new_manager("/skt2/d", r, version="v2", root=v2root)
+    with pytest.raises(CgroupError, match="device filter.*BPF_PROG_LOAD") as ei:
+        m.create()
+    assert ei.value.errno == errno.EPERM and not m.exists()
+    # --privileged (allow everything): a warning, as runc does
+    priv = Resources.from_oci({"devices": [{"allow": True, "access": "rwm"}]})
+    m = new_manager("/skt2/d", priv, version="v2", root=v2root)
+    m.create()
+    assert any("not enforced" in w for w in m.warnings)
+    m.destroy()
+
+
+def test_v2_device_numbers_are_checked_before_anything_exists(v2root):
+    r = Resources.from_oci({"devices": [{"allow": True, "type": "c", "major": 2**32,
+                                         "minor": 1, "access": "r"}]})
+    m = new_manager("/skt2/d", r, version="v2", root=v2root)
+    with pytest.raises(ConfigError, match=r"devices\[0\].major"):
+        m.create()
+    assert not m.exists()
 
 
 def test_v2_freeze_kill_oom(v2root):

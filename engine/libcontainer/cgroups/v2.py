@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from . import base, fs, model
 from .base import Manager
-from .resources import Resources
+from .resources import DEFAULT_ALLOWED_DEVICES, DeviceRule, Resources
 
 # Controllers Skiff enables along the path (those the root offers; the rest are ignored).
 WANTED = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb")
@@ -105,10 +105,9 @@ class V2Manager(Manager):
                 )
         base.check_throttle_devices(r)
         if r.devices:
-            msg = ("device rules need an eBPF program on cgroup v2; Skiff does not filter "
-                   "devices on v2 yet (the rules are not enforced)")
-            if msg not in self.warnings:
-                self.warnings.append(msg)
+            from . import devices_bpf
+
+            devices_bpf.compile_rules(r.devices + DEFAULT_ALLOWED_DEVICES)  # ConfigError
 
     def _create_dirs(self) -> None:
         """mkdir each level, enabling the wanted controllers in every ancestor's
@@ -216,6 +215,31 @@ class V2Manager(Manager):
                 raise ConfigError(
                     f"linux.resources.unified[{key!r}]", value, f"the kernel refused it: {e}"
                 ) from None
+        if r.devices:
+            self._set_devices(r.devices + DEFAULT_ALLOWED_DEVICES)
+
+    def _set_devices(self, rules: tuple[DeviceRule, ...]) -> None:
+        """Attach the device filter (an eBPF program, see devices_bpf) in place of the old one.
+
+        Like runc: when bpf(2) fails (no CAP_SYS_ADMIN / CAP_BPF, a kernel without cgroup-bpf,
+        an LSM), that is an error unless nothing is restricted anyway (every rule allows rwm,
+        e.g. --privileged) or we run in a user namespace, where bpf(2) is not available and
+        the container cannot reach host devices through mknod; then it is a warning.
+        """
+        from . import devices_bpf
+
+        try:
+            devices_bpf.apply(self.dir, rules)
+        except OSError as e:
+            if not devices_bpf.can_skip_error(rules):
+                raise fs.CgroupError(
+                    f"cannot install the device filter on {self.dir} (cgroup v2 enforces "
+                    f"linux.resources.devices with an eBPF program): {e}",
+                    path=self.dir, err=e.errno,
+                ) from None
+            msg = f"device rules not enforced: {e}"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
 
     def _set_memory(self, name: str, value: int) -> None:
         """v2 reclaims (and then OOM-kills) when lowered below usage: no EBUSY here."""
