@@ -19,6 +19,8 @@ NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 RAW = "application/vnd.docker.raw-stream"
+STATS_INTERVAL = 1.0  # docker's stats collector period
+STAT_HEADER = "X-Docker-Container-Path-Stat"
 MUX = "application/vnd.docker.multiplexed-stream"
 
 
@@ -145,6 +147,9 @@ def validate_create(body: Any) -> tuple[dict, dict, dict]:
                     if not p.isdigit() or not 0 <= int(p) <= 65535:
                         raise InvalidParameter(f"invalid host port {hp!r} for {port}")
     want(nc, "EndpointsConfig", dict, "NetworkingConfig.")
+    from engine.containers.health import validate as validate_health
+
+    validate_health(cfg.get("Healthcheck"), "Config.Healthcheck")
     return cfg, hc, nc
 
 
@@ -158,6 +163,19 @@ def _check_port(port: Any) -> None:
     for p in (lo, hi or lo):
         if not p.isdigit() or not 1 <= int(p) <= 65535:
             raise InvalidParameter(f"invalid containerPort: {num}")
+
+
+def stat_header(info: dict) -> str:
+    """The X-Docker-Container-Path-Stat value: base64 of the path-stat JSON."""
+    import base64
+
+    return base64.b64encode(json.dumps(info).encode()).decode()
+
+
+def _tracked(eng: Any, job: Any, chunks: Any) -> Any:
+    """A streamed answer as a Job: visible in /jobs until the last chunk (or the client left)."""
+    with eng.track(job):
+        yield from chunks
 
 
 def _tty(cm: Any, name: str) -> tuple[str, bool]:
@@ -343,9 +361,18 @@ def routes(b: Backends) -> list:
 
     def stats(req: Request, name: str) -> Response | Stream:
         m = cm()
-        stream = req.bool("stream", True) and not req.bool("one-shot")
+        stream = req.bool("stream", True)
         if not stream:
-            return Response.json(m.stats(name))
+            first = m.stats(name)
+            if req.bool("one-shot") or not (first.get("cpu_stats") or {}).get(
+                    "system_cpu_usage"):
+                return Response.json(first)
+            # docker's --no-stream: a second sample a collector interval later, so that
+            # precpu_stats make a CPU % (the CLI divides the two deltas)
+            time.sleep(STATS_INTERVAL)
+            s = dict(m.stats(name))
+            s["precpu_stats"], s["preread"] = first.get("cpu_stats", {}), first.get("read")
+            return Response.json(s)
         m.get(name)
 
         def gen():
@@ -354,6 +381,7 @@ def routes(b: Backends) -> list:
                 s = dict(m.stats(name))
                 if prev is not None:
                     s["precpu_stats"] = prev.get("cpu_stats", {})
+                    s["preread"] = prev.get("read")
                 prev = s
                 yield json.dumps(s).encode() + b"\n"
                 for _ in range(10):
@@ -403,8 +431,70 @@ def routes(b: Backends) -> list:
         eng.emit("container", "prune", "", {"reclaimed": "0"})
         return Response.json({"ContainersDeleted": deleted, "SpaceReclaimed": 0})
 
+    def fs() -> Any:
+        from engine.containers.archive import ContainerFS
+
+        return ContainerFS(cm())
+
+    def archive_get(req: Request, name: str) -> Response | Stream:
+        path = req.arg("path")
+        if req.method == "HEAD":
+            info = eng.run("container.archive.stat", fs().stat, name, path)
+            return Response(200, headers=[(STAT_HEADER, stat_header(info))])
+        job = eng.job("container.archive.get", id=name, path=path)
+        info, chunks = eng.run("container.archive.get", fs().get_archive, name, path)
+        return Stream(_tracked(eng, job, chunks), content_type="application/x-tar",
+                      headers=[(STAT_HEADER, stat_header(info))])
+
+    def archive_put(req: Request, name: str) -> Response:
+        path = req.arg("path")
+        eng.run("container.archive.put", fs().put_archive, name, path, req.body,
+                no_overwrite_dir_non_dir=req.bool("noOverwriteDirNonDir"),
+                copy_uid_gid=req.bool("copyUIDGID"),
+                _job_args={"id": name, "path": path})
+        return Response(200)
+
+    def export(req: Request, name: str) -> Stream:
+        job = eng.job("container.export", id=name)
+        chunks = fs().export(name)
+        return Stream(_tracked(eng, job, chunks), content_type="application/x-tar")
+
+    def changes(req: Request, name: str) -> Response:
+        from engine.containers.changes import container_changes
+
+        return Response.json(eng.run("container.changes", container_changes, cm(), name))
+
+    def commit(req: Request) -> Response:
+        from engine.containers.commit import commit as do_commit
+
+        name = req.arg("container") or ""
+        if not name:
+            raise InvalidParameter("container is required: ?container= names the container "
+                                   "to commit")
+        body = req.json(None)
+        if body is not None and not isinstance(body, dict):
+            raise InvalidParameter("commit body must be a container Config JSON object")
+        if body:
+            from engine.containers.health import validate as validate_health
+
+            validate_health(body.get("Healthcheck"), "Healthcheck")
+        changes_ = [line for v in req.query.get("changes", []) for line in v.splitlines()
+                    if line.strip()]
+        iid = eng.run("container.commit", do_commit, cm(), name, repo=req.arg("repo") or "",
+                      tag=req.arg("tag") or "", comment=req.arg("comment") or "",
+                      author=req.arg("author") or "", changes=changes_,
+                      pause=req.bool("pause", True), config=body,
+                      _job_args={"container": name, "repo": req.arg("repo"),
+                                 "tag": req.arg("tag")})
+        return Response.json({"Id": iid}, 201)
+
     n = "{name}"
     return [
+        ("POST", "/commit", commit),
+        ("GET", f"/containers/{n}/archive", archive_get),
+        ("PUT", f"/containers/{n}/archive", archive_put),
+        ("GET", f"/containers/{n}/export", export),
+        ("GET", f"/containers/{n}/changes", changes),
         ("POST", "/containers/prune", prune),
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_),
