@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.libcontainer import cgroups
-from engine.libcontainer.cgroups import CgroupError, Resources, model
+from engine.libcontainer.cgroups import CgroupError, Resources, devices_bpf, model
 from tests.property.cgsupport import child_in, leftovers, remove_prefix, scratch
 
 pytestmark = pytest.mark.root
@@ -179,14 +179,15 @@ def test_update_below_usage(version):
                 assert rc == -9 and m.oom_kill_count() >= 1
 
 
-def test_devices_v1_rules(version):
-    if version != "v1":
-        pytest.skip("v2 device filtering (eBPF) is a documented gap")
+def test_devices_rules(version):
     r = Resources.from_oci({"devices": [{"allow": False, "access": "rwm"}]})
     with scratch("dev", r) as m:
-        lines = rd(m, "devices", "devices.list").splitlines()
-        assert lines[:2] == ["c *:* m", "b *:* m"]
-        assert "c 1:3 rwm" in lines and "c 136:* rwm" in lines
+        if version == "v1":
+            lines = rd(m, "devices", "devices.list").splitlines()
+            assert lines[:2] == ["c *:* m", "b *:* m"]
+            assert "c 1:3 rwm" in lines and "c 136:* rwm" in lines
+        else:  # one eBPF device program (devices_bpf) on the cgroup
+            assert len(devices_bpf.attached(m.dir)) == 1
         code = "open('/dev/null', 'w').write('x')\nopen('/dev/full', 'r')\n"
         with child_in(m, code + "open('/dev/kmsg', 'r')\n") as c:
             c.go()
@@ -292,8 +293,6 @@ def test_detect_matches_the_filesystem(version):
 
 
 def test_devices_update_has_no_deny_window(version):
-    if version != "v1":
-        pytest.skip("v2 device filtering (eBPF) is a documented gap")
     base = [{"allow": False, "access": "rwm"}]
     kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}
     with scratch("devupd", Resources.from_oci({"devices": base})) as m:
@@ -317,5 +316,12 @@ def test_devices_update_has_no_deny_window(version):
         assert rc == 0, err
         n, bad = map(int, out.split())
         assert n > 0 and bad == 0, f"{bad} of {n} opens of /dev/null were denied during updates"
-        lines = rd(m, "devices", "devices.list").splitlines()
-        assert "c 1:11 r" not in lines and "c 1:3 rwm" in lines  # the last update (odd i)
+        if version == "v1":
+            lines = rd(m, "devices", "devices.list").splitlines()
+            assert "c 1:11 r" not in lines and "c 1:3 rwm" in lines  # the last update (odd i)
+        else:  # v2: the updates replaced the program, none piled up
+            assert len(devices_bpf.attached(m.dir)) == 1
+        with child_in(m, "open('/dev/kmsg', 'r')\n") as c:  # the last update (odd i)
+            c.go()
+            rc, _, err = c.wait(30)
+        assert rc == 1 and "PermissionError" in err

@@ -5,6 +5,9 @@ facts in shared/reference/kernel-facts.md. On the hybrid dev machines the contro
 to v1, so the resource files are exercised against a fake tree in unit tests and the core
 (create, subtree_control, procs, freeze, kill, destroy) against the real cgroup2 mount at
 /sys/fs/cgroup/unified, which has only hugetlb.
+
+v2 has no devices controller: linux.resources.devices (plus runc's defaults) become an eBPF
+device program attached to the cgroup (devices_bpf), which works on that cgroup2 too.
 """
 
 from __future__ import annotations
