@@ -180,3 +180,11 @@ def test_raw_apply_on_a_bare_cgroup_and_detach(root, tmp_path):
         assert devices_bpf.attached(d) == []
         got = ds.probe(d, opens(nodes, [(CHR, "r")]))
         assert not ds.denied(got[0]), got
+
+
+def test_load_error_carries_the_verifier_log(root):
+    # exit without setting r0: the verifier refuses it and says why
+    with pytest.raises(devices_bpf.BpfError) as ei:
+        devices_bpf.load(devices_bpf.assemble([(0x95, 0, 0, 0, 0)]))
+    msg = str(ei.value)
+    assert "BPF_PROG_LOAD" in msg and "verifier log" in msg and "R0" in msg, msg

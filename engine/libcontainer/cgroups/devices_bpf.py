@@ -385,7 +385,9 @@ def apply(cgroup_dir: str | os.PathLike[str], rules: Sequence[DeviceRule]) -> in
             try:
                 old_fds.append(prog_fd_by_id(pid_))
             except BpfError as e:
-                if e.errno != errno.ENOENT:  # gone meanwhile: nothing to detach
+                # ENOENT: gone meanwhile. EPERM/EACCES: an LSM hides it from us (runc skips
+                # those too: another device program can only restrict further).
+                if e.errno not in (errno.ENOENT, errno.EPERM, errno.EACCES):
                     raise
         replaced = False
         if len(old_fds) == 1:
