@@ -10,13 +10,16 @@ decides.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -126,7 +129,12 @@ ACCESS_FLAGS = {"r": os.O_RDONLY, "w": os.O_WRONLY, "rw": os.O_RDWR}
 
 
 def make_nodes(tmp: Path, devices: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], str]:
-    """Device nodes for `devices` in tmp (made by us, outside the cgroup)."""
+    """Device nodes for `devices` in tmp (made by us, outside the cgroup). A nodev mount
+    (some hosts' /tmp) refuses every device open, so then they go below /var/tmp."""
+    if os.statvfs(tmp).f_flag & os.ST_NODEV:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-nodes-", dir="/var/tmp"))
+        assert not os.statvfs(tmp).f_flag & os.ST_NODEV, "no mount without nodev for the nodes"
+        atexit.register(shutil.rmtree, tmp, True)
     paths = {}
     for typ, major, minor in devices:
         p = tmp / f"{typ}{major}_{minor}"
