@@ -320,7 +320,9 @@ def query(cgroup_fd: int) -> list[int]:
     n = 64
     for _ in range(10):
         ids = (ctypes.c_uint32 * n)()
-        attr = bytearray(struct.pack("<IIIIQI4x", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0,
+        # The query's fields end at prog_cnt, but newer kernels write more results
+        # (revision, at offset 56) back into the caller's attr: room for them, zeroed.
+        attr = bytearray(struct.pack("<IIIIQI4x32x", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0,
                                      ctypes.addressof(ids), n))
         try:
             _bpf(BPF_PROG_QUERY, attr, "BPF_PROG_QUERY (BPF_CGROUP_DEVICE)")
