@@ -9,7 +9,13 @@ only EPERM is the filter's refusal. Everything is under `skt13` and removed also
 from __future__ import annotations
 
 import contextlib
+import glob
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +26,7 @@ import pytest
 from engine.libcontainer import cgroups
 from engine.libcontainer.cgroups import Resources, devices_bpf
 from engine.libcontainer.cgroups.resources import DEFAULT_ALLOWED_DEVICES
+from engine.libcontainer.defaults import default_spec
 from tests.property import devsupport as ds
 
 pytestmark = pytest.mark.root
@@ -138,9 +145,6 @@ def test_update_has_no_deny_window(root, tmp_path):
             "    except PermissionError:\n"
             "        bad += 1\n"
             "print(n, bad)\n")
-    import subprocess
-    import sys
-
     with manager(root, "window", DENY_ALL) as m:
         proc = subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -188,3 +192,41 @@ def test_load_error_carries_the_verifier_log(root):
         devices_bpf.load(devices_bpf.assemble([(0x95, 0, 0, 0, 0)]))
     msg = str(ei.value)
     assert "BPF_PROG_LOAD" in msg and "verifier log" in msg and "R0" in msg, msg
+
+
+def test_skiff_runc_container_gets_the_default_device_rules(require_root, busybox_image,
+                                                            tmp_path):
+    """End to end through `skiff-runc run` on this host's cgroup version (v1 here, v2 in the
+    VM): with CAP_MKNOD (Docker's default caps) a container can make any node, but opens
+    only the default devices."""
+    work = tempfile.mkdtemp(prefix=f"{ds.PREFIX}-rootfs-", dir="/var/tmp")
+    state = f"/run/{ds.PREFIX}-{uuid.uuid4().hex[:8]}"
+    cid = f"{ds.PREFIX}-{uuid.uuid4().hex[:10]}"
+    try:
+        os.chmod(work, 0o755)
+        subprocess.run(["cp", "-a", str(busybox_image / "rootfs"), work], check=True)
+        cfg = default_spec()
+        cfg["root"]["path"] = os.path.join(work, "rootfs")
+        cfg["process"]["terminal"] = False
+        cfg["process"]["args"] = ["sh", "-c", (
+            "mknod /dev/b b 240 0 && mknod /dev/k c 1 11 && echo made;"
+            "head -c1 /dev/b; cat /dev/k; echo x > /dev/null && echo null-ok")]
+        cfg["linux"]["cgroupsPath"] = f"/{ds.PREFIX}/{cid}"
+        (tmp_path / "config.json").write_text(json.dumps(cfg))
+        r = subprocess.run([sys.executable, "-m", "engine.libcontainer.cli", "--root", state,
+                            "run", "-b", str(tmp_path), cid], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["made", "null-ok"], r
+        assert r.stderr.count("Operation not permitted") == 2, r.stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "engine.libcontainer.cli", "--root", state,
+                        "delete", "--force", cid], capture_output=True, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for d in glob.glob(f"/sys/fs/cgroup/*/{ds.PREFIX}") + glob.glob(
+                f"/sys/fs/cgroup/{ds.PREFIX}"):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+    assert not glob.glob(f"/sys/fs/cgroup/*/{ds.PREFIX}/{cid}") + glob.glob(
+        f"/sys/fs/cgroup/{ds.PREFIX}/{cid}")
