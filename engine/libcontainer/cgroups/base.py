@@ -63,7 +63,7 @@ class Manager(abc.ABC):
     def __init__(self, cgroups_path: str, resources: Resources | None = None) -> None:
         self.path = normalize_path(cgroups_path)
         self.resources = resources or Resources()
-        # Things the kernel cannot do here and that were skipped (e.g. v2 device filtering).
+        # Things the kernel cannot do here and that were skipped (e.g. a controller not enabled).
         self.warnings: list[str] = []
 
     # -- lifecycle ------------------------------------------------------------------------
