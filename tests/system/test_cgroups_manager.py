@@ -195,6 +195,21 @@ def test_devices_rules(version):
         assert rc == 1 and "PermissionError" in err and "/dev/kmsg" in err
 
 
+def test_devices_without_a_leading_deny_all_are_default_deny(version):
+    """A list that does not start with an "a" rule means default-deny on both versions (as in
+    runc): /dev/kmsg is not in Docker's defaults, so only the explicit allow opens it."""
+    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "r"}
+    with scratch("devdef", Resources.from_oci({"devices": [kmsg]})) as m:
+        if version == "v1":
+            assert "a *:* rwm" not in rd(m, "devices", "devices.list").splitlines()
+        code = ("open('/dev/kmsg', 'r')\nopen('/dev/full', 'r')\nprint('reads ok', flush=True)\n"
+                "open('/dev/kmsg', 'w')\n")
+        with child_in(m, code) as c:
+            c.go()
+            rc, out, err = c.wait(30)
+        assert rc == 1 and "reads ok" in out and "PermissionError" in err, err
+
+
 def test_destroy_leaves_nothing_and_is_idempotent():
     m = cgroups.new_manager("/skt2/destroy-me", Resources(pids_limit=10))
     try:

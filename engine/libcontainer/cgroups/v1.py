@@ -365,6 +365,10 @@ class V1Manager(Manager):
         kernel's own semantics (deny "a" resets to default-deny, allow "a" to default-allow)
         make sequential writes exact.
         """
+        if not rules or rules[0].type != "a":
+            # default-deny, as runc and the v2 eBPF program (devices_bpf) decide: a list that
+            # does not start with "a" means the same on both cgroup versions
+            rules = (DeviceRule(False),) + rules
         want_allow, want = emulate_devices(rules)
         listing = self._file("devices", "devices.list")
         current = fs.read(listing).splitlines() if exists(listing) else ["a *:* rwm"]
