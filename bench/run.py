@@ -3,8 +3,10 @@
 The same docker CLI drives skiffd and Debian's dockerd, interleaved run by run, so machine
 noise hits both alike: `docker run --rm busybox true` on each, `skiff run --rm` on skiffd,
 N containers started concurrently on each, and each daemon's idle memory. Everything the
-benchmark creates is named skt4* (state dirs, sockets, bridges, nft table, cgroups) and removed
-at the end; dockerd is started with iptables/ip-forward/masquerade off on its own bridge.
+benchmark creates is named after --prefix (default skt4: state dirs, sockets, bridges, nft
+table, cgroups) and removed at the end; dockerd is started with iptables/ip-forward/masquerade
+off on its own bridge. --subnet (a /24) is split: skiffd's bridge gets the lower half, dockerd's
+the upper.
 """
 
 from __future__ import annotations
@@ -24,11 +26,6 @@ from pathlib import Path
 from bench.common import Series, interleave, table
 
 REPO = Path(__file__).resolve().parent.parent
-DOCKERD_ROOT = Path("/var/lib/skt4-dockerd")
-DOCKERD_EXEC = Path("/run/skt4-dockerd")
-DOCKERD_SOCK = DOCKERD_EXEC / "docker.sock"
-DOCKERD_BRIDGE = "skt4dbr0"
-DOCKERD_BRIDGE_ADDR = "10.204.0.129/25"
 
 
 def run_cmd(argv: list[str], **kw) -> Callable[[], None]:
@@ -68,22 +65,26 @@ def children(pid: int) -> list[int]:
 class Dockerd:
     """Debian's dockerd with its own dirs, socket and bridge; stopped by pid."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "skt4", bridge_addr: str = "10.204.0.129/25") -> None:
         self.proc: subprocess.Popen | None = None
-        self.host = f"unix://{DOCKERD_SOCK}"
-        self.log = Path("/tmp/skt4-dockerd.log")
+        self.root = Path(f"/var/lib/{prefix}-dockerd")
+        self.exec_root = Path(f"/run/{prefix}-dockerd")
+        self.bridge = f"{prefix}dbr0"[:15]
+        self.bridge_addr = bridge_addr
+        self.host = f"unix://{self.exec_root / 'docker.sock'}"
+        self.log = Path(f"/tmp/{prefix}-dockerd.log")
 
     def start(self) -> None:
-        DOCKERD_EXEC.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ip", "link", "add", DOCKERD_BRIDGE, "type", "bridge"], check=True)
-        subprocess.run(["ip", "addr", "add", DOCKERD_BRIDGE_ADDR, "dev", DOCKERD_BRIDGE],
+        self.exec_root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", self.bridge_addr, "dev", self.bridge],
                        check=True)
-        subprocess.run(["ip", "link", "set", DOCKERD_BRIDGE, "up"], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
         self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(DOCKERD_ROOT), "--exec-root", str(DOCKERD_EXEC),
-             "--pidfile", str(DOCKERD_EXEC / "dockerd.pid"), "-H", self.host,
+            ["dockerd", "--data-root", str(self.root), "--exec-root", str(self.exec_root),
+             "--pidfile", str(self.exec_root / "dockerd.pid"), "-H", self.host,
              "--storage-driver", "overlay2", "--iptables=false", "--ip-forward=false",
-             "--ip-masq=false", "--bridge", DOCKERD_BRIDGE, "--userland-proxy=false"],
+             "--ip-masq=false", "--bridge", self.bridge, "--userland-proxy=false"],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         for _ in range(300):
             if subprocess.run(["docker", "-H", self.host, "version"],
@@ -110,12 +111,12 @@ class Dockerd:
                 self.proc.wait(5)
         self.proc = None
         for m in sorted((ln.split()[1] for ln in open("/proc/self/mounts")
-                         if ln.split()[1].startswith((str(DOCKERD_ROOT), str(DOCKERD_EXEC)))),
+                         if ln.split()[1].startswith((str(self.root), str(self.exec_root)))),
                         key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(DOCKERD_ROOT, ignore_errors=True)
-        shutil.rmtree(DOCKERD_EXEC, ignore_errors=True)
-        subprocess.run(["ip", "link", "del", DOCKERD_BRIDGE], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         with contextlib.suppress(OSError):
             self.log.unlink()
 
@@ -157,6 +158,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--concurrent", type=int, default=50)
     p.add_argument("--out", default=str(REPO / "docs" / "bench-daemon.md"))
+    p.add_argument("--prefix", default="skt4", help="name prefix of everything created")
+    p.add_argument("--subnet", default="10.204.0.0/24",
+                   help="a /24: skiffd gets its lower half, dockerd its upper")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench run: needs root", file=sys.stderr)
@@ -166,8 +170,11 @@ def main(argv: list[str]) -> int:
     from tests.system.daemon import Skiffd
 
     img = busybox.build() / "docker-save.tar"
-    skiffd = Skiffd("skt4bench", subnet="10.204.0.0/25")
-    dockerd = Dockerd()
+    import ipaddress
+
+    lower, upper = ipaddress.IPv4Network(a.subnet).subnets(new_prefix=25)
+    skiffd = Skiffd(f"{a.prefix}bench", subnet=str(lower), bridge=f"{a.prefix}sbr0"[:15])
+    dockerd = Dockerd(a.prefix, f"{upper.network_address + 1}/25")
     try:
         skiffd.start()
         dockerd.start()
@@ -197,8 +204,8 @@ def main(argv: list[str]) -> int:
         print(f"run --rm: {a.runs} interleaved rounds", file=sys.stderr)
         series = interleave(cases, a.runs)
         conc: list[Series] = []
-        for name, host, tag in (("dockerd", dockerd.host, "skt4bd"),
-                                ("skiffd", skiffd.host, "skt4bs")):
+        for name, host, tag in (("dockerd", dockerd.host, f"{a.prefix}bd"),
+                                ("skiffd", skiffd.host, f"{a.prefix}bs")):
             s = Series(f"{a.concurrent} x docker run -d, concurrent ({name})")
             s.samples.append(concurrent_runs(host, a.concurrent, tag))
             conc.append(s)

@@ -64,6 +64,7 @@ StrList = list[str]  # `list` is also a method name of ContainerManager
 IntList = list[int]
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MONITOR_READY_TIMEOUT = 60.0
+NETNS_POOL = 4  # sandboxes the network driver keeps ready (SKIFF_NETNS_POOL overrides, 0: off)
 # --init: docker bind-mounts docker-init (tini) at /sbin/docker-init; so do we. It must be a
 # static binary: it runs inside any image. Debian's `tini` package ships tini-static.
 INIT_CANDIDATES = ("tini-static", "docker-init")
@@ -172,6 +173,9 @@ class ContainerManager:
         for d in self.store.all():
             c = Container(d)
             self.containers[c.id] = c
+        start_pool = getattr(network, "start_pool", None)
+        if callable(start_pool):
+            start_pool(int(os.environ.get("SKIFF_NETNS_POOL", NETNS_POOL)))
         # warm the zygote in the background: the first `docker run` should not pay for it
         threading.Thread(target=self._warm_zygote, daemon=True, name="zygote").start()
 
@@ -714,7 +718,8 @@ class ContainerManager:
         kind, _ = self._network_kind(c.host_config.get("NetworkMode"))
         if kind == "bridge" and self.network is not None:
             with contextlib.suppress(Exception):
-                self.network.delete_sandbox(c.id)
+                # the kernel objects go just after (the driver's reaper, or its next start)
+                self.network.delete_sandbox(c.id, wait=False)
         c.netns = ""
         if c.network_settings:
             for ep in (c.network_settings.get("Networks") or {}).values():

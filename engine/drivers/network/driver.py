@@ -6,6 +6,17 @@ nftables batch that rebuilds the driver's own table from the recorded state. A f
 the transaction back and undoes the kernel work; a crash leaves at worst kernel objects that
 start() removes (veths on our bridges that no endpoint owns, sandboxes nobody recorded), and
 the table is rebuilt from the database, so nothing stale and nothing missing survives.
+
+Two things keep a container start and removal short (docs/bench-daemon.md):
+- a pool of sandboxes made ahead of time (start_pool): a netns with lo up and a veth whose host
+  end is already on the default bridge; create_sandbox() takes one and connect() only gives its
+  eth0 the address, MAC and route. Pool rows are written before their kernel objects exist;
+  start() and close() remove every pooled object, so none outlives the daemon.
+- teardown off the critical path (wait=False): the records go in one transaction together with
+  a "doomed" row naming the kernel objects (veth, netns) and the address, which stays allocated
+  to a placeholder owner; a reaper thread removes the objects, flushes conntrack, then frees
+  the address. start() finishes whatever a crash left in that table.
+Namespaces are entered by a short-lived thread (nsutil), never by forking the daemon.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from typing import Any
 
 from engine.errors import Conflict, Forbidden, InvalidParameter, NotFound, SystemError_
 
-from . import conntrack, etcfiles, nftables
+from . import conntrack, etcfiles, nftables, nsutil
 from .ipam import IPAM, open_db
 from .portspec import BindingRequest, normalize_bindings
 
@@ -39,6 +50,7 @@ DEFAULT_CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + [
     f"192.168.{n}.0/20" for n in range(0, 256, 16)
 ]
 MAIN_TABLE = 254
+POOL_NETWORK = "bridge"  # pooled sandboxes are plumbed to the default network's bridge
 
 
 def _now() -> str:
@@ -120,6 +132,18 @@ class NetworkDriver:
         self._cursor: dict[str, int] = {}
         self.provisioned: list[str] = []
         self.started = False
+        self._closing = False
+        self._pool_size = 0
+        self._pool_cond = threading.Condition(self.lock)
+        self._pool_thread: threading.Thread | None = None
+        self._pool_ipr: Any = None
+        self._reaper: threading.Thread | None = None
+        self._reap_cond = threading.Condition(self.lock)
+        self._reaping = False
+        self._busy: set[str] = set()  # names of objects a reaper is removing right now
+        self._busy_ids: set[int] = set()
+        self._reap_ipr: Any = None
+        self._reap_ipr_lock = threading.Lock()  # a leaf lock: never held while taking another
 
     # ------------------------------------------------------------------ plumbing helpers
     @property
@@ -131,14 +155,42 @@ class NetworkDriver:
         return self._ipr
 
     def close(self) -> None:
-        """Release sockets and netlink handles; kernel state stays (the daemon may restart)."""
+        """Release sockets and netlink handles; endpoints stay (the daemon may restart), the
+        pool's sandboxes and pending teardowns are removed now."""
+        self._stop_background()
         with self.lock:
+            with contextlib.suppress(Exception):
+                self._drain_pool()
+                self._reap_all()
             for s in self._held.values():
                 s.close()
             self._held.clear()
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
+
+    def _stop_background(self) -> None:
+        """Stop the pool filler and the reaper (their threads finish what they hold)."""
+        with self.lock:
+            self._closing = True
+            self._pool_size = 0
+            self._pool_cond.notify_all()
+            self._reap_cond.notify_all()
+            threads = [t for t in (self._pool_thread, self._reaper) if t is not None]
+        for t in threads:
+            if t is not threading.current_thread():
+                t.join(30)
+        with self.lock:
+            self._pool_thread = self._reaper = None
+            if self._pool_ipr is not None:
+                with contextlib.suppress(Exception):
+                    self._pool_ipr.close()
+                self._pool_ipr = None
+        with self._reap_ipr_lock:
+            if self._reap_ipr is not None:
+                with contextlib.suppress(Exception):
+                    self._reap_ipr.close()
+                self._reap_ipr = None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -434,6 +486,9 @@ class NetworkDriver:
                     )
                 write_sysctl("net.ipv4.ip_forward", "1")
                 self.provisioned.append("net.ipv4.ip_forward=1")
+            self._closing = False
+            self._reap_all()  # teardowns a crash interrupted
+            self._drain_pool()  # pooled sandboxes of an earlier run (a crash, or no close())
             self._reconcile()
             self._apply_nft()
             for p in self._rows("SELECT * FROM ports"):
@@ -604,28 +659,33 @@ class NetworkDriver:
 
     # ------------------------------------------------------------------ sandboxes
     def create_sandbox(self, container_id: str) -> str:
-        """A named netns for the container with lo up; returns its path (idempotent)."""
-        from pyroute2 import NetNS, netns
-
+        """A named netns for the container with lo up; returns its path (idempotent). Taken
+        from the pool when it has one ready (then it already has a veth on the default bridge,
+        which connect() uses; another network replaces it)."""
         with self.lock:
             row = self.conn.execute(
                 "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
             ).fetchone()
             if row is not None and Path(row["path"]).exists():
                 return str(row["path"])
+            pooled = self._claim_pooled(container_id)
+            if pooled is not None:
+                return pooled
             name = self._netns_name(container_id)
             path = str(NETNS_DIR / name)
+            self._reap_names(netns=name)  # a teardown of this container's last run, pending
             self.conn.execute(
-                "INSERT OR REPLACE INTO sandboxes(container_id, netns, path) VALUES (?,?,?)",
+                "INSERT OR REPLACE INTO sandboxes(container_id, netns, path, veth) "
+                "VALUES (?,?,?,'')",
                 (container_id, name, path),
             )
             try:
-                if not Path(path).exists():
-                    netns.create(name)
-                with NetNS(path) as ns:
-                    ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+                if Path(path).exists():
+                    nsutil.run_in(path, nsutil.loopback_up)
+                else:
+                    nsutil.create(name, nsutil.loopback_up)
             except BaseException:
-                self._remove_netns(name)
+                nsutil.remove(name)
                 self.conn.execute("DELETE FROM sandboxes WHERE container_id=?", (container_id,))
                 raise
             return path
@@ -637,22 +697,337 @@ class NetworkDriver:
             ).fetchone()
             return str(row["path"]) if row else None
 
-    def delete_sandbox(self, container_id: str) -> None:
+    def delete_sandbox(self, container_id: str, *, wait: bool = True) -> None:
+        """Remove the container's endpoint and netns (idempotent). With wait=False the records
+        go now and the kernel objects a moment later (the reaper; start() after a crash)."""
+        network = None
         with self.lock:
-            self.disconnect(container_id)
-            row = self.conn.execute(
-                "SELECT netns FROM sandboxes WHERE container_id=?", (container_id,)
+            ep = self.conn.execute(
+                "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
             ).fetchone()
-            if row is not None:
-                self._remove_netns(row["netns"])
+            sb = self.conn.execute(
+                "SELECT * FROM sandboxes WHERE container_id=?", (container_id,)
+            ).fetchone()
+            doomed = None
+            with self._tx():
+                if ep is not None:
+                    doomed = self._doom_endpoint(ep, netns=sb["netns"] if sb else "")
+                    network = ep["network"]
+                elif sb is not None and (sb["veth"] or sb["netns"]):
+                    doomed = self._doom(veth=sb["veth"], netns=sb["netns"])
                 self.conn.execute("DELETE FROM sandboxes WHERE container_id=?", (container_id,))
-            self.conn.execute("DELETE FROM etcfiles WHERE container_id=?", (container_id,))
+                self.conn.execute("DELETE FROM etcfiles WHERE container_id=?", (container_id,))
+            if doomed is not None:
+                self._after_doom(doomed, wait)
+        if network is not None:
+            self._refresh_hosts(network)
 
     def _remove_netns(self, name: str) -> None:
-        from pyroute2 import netns
+        with contextlib.suppress(OSError):
+            nsutil.remove(name)
 
-        with contextlib.suppress(FileNotFoundError, OSError):
-            netns.remove(name)
+    # ------------------------------------------------------------------ the sandbox pool
+    def start_pool(self, size: int) -> None:
+        """Keep `size` sandboxes for the default network ready (0 stops refilling). A
+        background thread refills; close() and the next start() remove what is left."""
+        with self.lock:
+            if self._closing:
+                return
+            self._pool_size = max(0, int(size))
+            if self._pool_size and self._pool_thread is None:
+                self._pool_thread = threading.Thread(
+                    target=self._pool_loop, name="netns-pool", daemon=True
+                )
+                self._pool_thread.start()
+            self._pool_cond.notify_all()
+
+    def pool_ready(self) -> int:
+        with self.lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM pool WHERE ready=1").fetchone()[0])
+
+    def _claim_pooled(self, container_id: str) -> str | None:
+        while self._pool_size > 0:
+            r = self.conn.execute(
+                "SELECT * FROM pool WHERE ready=1 AND network=? ORDER BY rowid LIMIT 1",
+                (POOL_NETWORK,),
+            ).fetchone()
+            if r is None:
+                return None
+            with self._tx():
+                self.conn.execute("DELETE FROM pool WHERE netns=?", (r["netns"],))
+                if Path(r["path"]).exists():
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO sandboxes(container_id, netns, path, veth) "
+                        "VALUES (?,?,?,?)",
+                        (container_id, r["netns"], r["path"], r["veth"]),
+                    )
+                    doomed = None
+                else:  # someone removed it under us: discard it, take the next one
+                    doomed = self._doom(veth=r["veth"], netns=r["netns"])
+            self._pool_cond.notify_all()
+            if doomed is None:
+                return str(r["path"])
+            self._after_doom(doomed, wait=False)
+        return None
+
+    def _pool_loop(self) -> None:
+        failures = 0
+        while True:
+            with self.lock:
+                while not self._closing and (
+                    self.conn.execute("SELECT COUNT(*) FROM pool").fetchone()[0]
+                    >= self._pool_size
+                ):
+                    self._pool_cond.wait()
+                if self._closing:
+                    return
+            try:
+                self._pool_fill_one()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - a start without the pool still works
+                failures += 1
+                log.warning("sandbox pool: %s", e)
+                with self.lock:
+                    self._pool_cond.wait(min(30.0, 0.5 * 2**failures))
+
+    def _pool_fill_one(self) -> None:
+        """One pooled sandbox: record it, make the netns and the veth, then mark it ready."""
+        from pyroute2 import IPRoute
+
+        token = secrets.token_hex(8)
+        name = f"{self.netns_prefix}pool-{token}"
+        veth = self.veth_prefix + "p" + token[: 14 - len(self.veth_prefix)]
+        with self.lock:
+            if self._closing:
+                return
+            net = self._network(POOL_NETWORK)
+            br_idx = self._link_index(net["bridge"])
+            if br_idx is None:
+                raise SystemError_(f"bridge {net['bridge']} is missing")
+            mtu = self.ipr.get_links(br_idx)[0].get_attr("IFLA_MTU") or self.mtu
+            path = str(NETNS_DIR / name)
+            self.conn.execute(
+                "INSERT INTO pool(netns, path, veth, network, ready) VALUES (?,?,?,?,0)",
+                (name, path, veth, POOL_NETWORK),
+            )
+            if self._pool_ipr is None:
+                self._pool_ipr = IPRoute()
+            ipr = self._pool_ipr
+        try:  # the kernel work runs without the lock: connects go on meanwhile
+            nsutil.create(name, nsutil.loopback_up)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                ipr.link(
+                    "add",
+                    ifname=veth,
+                    kind="veth",
+                    mtu=mtu,
+                    peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu},
+                )
+            finally:
+                os.close(fd)
+            idx = ipr.link_lookup(ifname=veth)[0]
+            ipr.link("set", index=idx, master=br_idx, state="up")
+            ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
+        except BaseException:
+            with self.lock:
+                with self._tx():
+                    self.conn.execute("DELETE FROM pool WHERE netns=?", (name,))
+                    doomed = self._doom(veth=veth, netns=name)
+                self._after_doom(doomed, wait=True)
+            raise
+        with self.lock:
+            self.conn.execute("UPDATE pool SET ready=1 WHERE netns=?", (name,))
+
+    def _drain_pool(self) -> None:
+        """Remove every pooled sandbox (ready or half-made) now."""
+        with self.lock:
+            rows = self._rows("SELECT * FROM pool")
+            if not rows:
+                return
+            ids = []
+            with self._tx():
+                for r in rows:
+                    self.conn.execute("DELETE FROM pool WHERE netns=?", (r["netns"],))
+                    ids.append(self._doom(veth=r["veth"], netns=r["netns"]))
+            self._reap_ids(ids)
+
+    # ------------------------------------------------------------------ deferred teardown
+    def _doom(self, *, veth: str = "", netns: str = "", network: str = "", owner: str = "",
+              ip: str = "", ports: list | None = None) -> int:
+        """Record kernel objects to remove (call inside a transaction); returns the row id."""
+        cur = self.conn.execute(
+            "INSERT INTO doomed(veth, netns, network, owner, ip, ports) VALUES (?,?,?,?,?,?)",
+            (veth, netns, network, owner, ip, json.dumps(ports or [])),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _doom_endpoint(self, ep: sqlite3.Row, netns: str = "") -> int:
+        """Inside a transaction: drop the endpoint's records and its rules' inputs; its veth
+        (and netns, if given) are doomed and its address is held by a placeholder owner until
+        they are gone. Reservations of its host ports are released by the caller."""
+        cid = ep["container_id"]
+        ports = self._rows("SELECT * FROM ports WHERE container_id=?", (cid,))
+        owner = f"~doomed-{secrets.token_hex(8)}"
+        self.conn.execute("DELETE FROM ports WHERE container_id=?", (cid,))
+        self.conn.execute("DELETE FROM endpoints WHERE container_id=?", (cid,))
+        self.conn.execute(
+            "UPDATE ipam SET owner=? WHERE network=? AND owner=?", (owner, ep["network"], cid)
+        )
+        self.conn.execute("UPDATE sandboxes SET veth='' WHERE container_id=?", (cid,))
+        if ports:
+            self._apply_nft()
+        for p in ports:
+            s = self._held.pop((p["proto"], p["host_ip"], p["host_port"]), None)
+            if s:
+                s.close()
+        return self._doom(
+            veth=ep["veth"], netns=netns, network=ep["network"], owner=owner, ip=ep["ip"],
+            ports=[[p["proto"], p["host_port"]] for p in ports],
+        )
+
+    def _after_doom(self, row_id: int, wait: bool) -> None:
+        if wait:
+            self._reap_ids([row_id])
+        else:
+            self._kick_reaper()
+
+    def _kick_reaper(self) -> None:
+        with self.lock:
+            if self._closing:
+                self._reap_all()
+                return
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap_loop, name="netns-reaper",
+                                                daemon=True)
+                self._reaper.start()
+            self._reap_cond.notify_all()
+
+    def _reap_loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self._closing and self.conn.execute(
+                    "SELECT 1 FROM doomed LIMIT 1"
+                ).fetchone() is None:
+                    self._reap_cond.wait()
+                if self._closing:
+                    return
+                ids = [r["id"] for r in self._rows("SELECT id FROM doomed ORDER BY id")]
+                self._reaping = True
+            try:
+                for i in ids:
+                    self._reap_ids([i])  # one at a time: connects get the lock in between
+            except Exception as e:  # noqa: BLE001 - retried at the next kick or start()
+                log.warning("teardown: %s", e)
+                with self.lock:
+                    self._reap_cond.wait(1.0)
+            finally:
+                with self.lock:
+                    self._reaping = False
+                    self._reap_cond.notify_all()
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until no teardown is pending (tests, benchmarks); True when none is."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self._reaping or self.conn.execute(
+                "SELECT 1 FROM doomed LIMIT 1"
+            ).fetchone() is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self._reaper is None or self._closing:
+                    self._reap_all()
+                    continue
+                self._reap_cond.wait(min(left, 0.1))
+            return True
+
+    def _reap_all(self) -> None:
+        with self.lock:
+            self._reap_ids([r["id"] for r in self._rows("SELECT id FROM doomed ORDER BY id")])
+
+    def _reap_names(self, *, veth: str = "", netns: str = "") -> None:
+        """Finish pending teardowns of objects named like one about to be made (call with the
+        lock held, outside a transaction)."""
+        with self.lock:
+            while (veth and veth in self._busy) or (netns and netns in self._busy):
+                self._reap_cond.wait()
+            rows = self._rows(
+                "SELECT id FROM doomed WHERE (veth<>'' AND veth=?) OR (netns<>'' AND netns=?)",
+                (veth, netns),
+            )
+            if rows:
+                self._reap_ids([r["id"] for r in rows])
+
+    def _owned(self, veth: str, netns: str) -> tuple[bool, bool]:
+        """Whether a live record (endpoint, sandbox, pool) names this veth / netns again."""
+        v = bool(veth) and any(
+            self.conn.execute(sql, (veth,)).fetchone()
+            for sql in (
+                "SELECT 1 FROM endpoints WHERE veth=?",
+                "SELECT 1 FROM pool WHERE veth=?",
+                "SELECT 1 FROM sandboxes WHERE veth=?",
+            )
+        )
+        n = bool(netns) and any(
+            self.conn.execute(sql, (netns,)).fetchone()
+            for sql in (
+                "SELECT 1 FROM sandboxes WHERE netns=?",
+                "SELECT 1 FROM pool WHERE netns=?",
+            )
+        )
+        return v, n
+
+    def _reap_ids(self, ids: list[int]) -> None:
+        """Remove the doomed objects: veth, netns, conntrack entries, then free the address.
+
+        The kernel work runs without the driver lock (deleting a veth waits for an RCU grace
+        period, ~20 ms): the names being removed are marked busy instead, and whoever is about
+        to make an object of the same name waits for them (_reap_names)."""
+        for i in ids:
+            with self.lock:
+                while i in self._busy_ids:  # another thread is on it
+                    self._reap_cond.wait()
+                r = self.conn.execute("SELECT * FROM doomed WHERE id=?", (i,)).fetchone()
+                if r is None:
+                    continue
+                veth_owned, netns_owned = self._owned(r["veth"], r["netns"])
+                names = {n for n in (r["veth"], r["netns"]) if n}
+                self._busy_ids.add(i)
+                self._busy.update(names)
+            try:
+                if r["veth"] and not veth_owned:
+                    self._reap_link(r["veth"])
+                if r["netns"] and not netns_owned:
+                    self._remove_netns(r["netns"])
+                if r["ip"]:
+                    conntrack.flush(
+                        [tuple(p) for p in json.loads(r["ports"])], container_ip=r["ip"]
+                    )
+                with self.lock:
+                    with self._tx():
+                        if r["owner"]:
+                            self.ipam.release(r["network"], r["owner"])
+                        self.conn.execute("DELETE FROM doomed WHERE id=?", (i,))
+            finally:
+                with self.lock:
+                    self._busy_ids.discard(i)
+                    self._busy.difference_update(names)
+                    self._reap_cond.notify_all()
+
+    def _reap_link(self, name: str) -> None:
+        """Delete a link through the reapers' own netlink socket (never the driver lock)."""
+        from pyroute2 import IPRoute
+
+        with self._reap_ipr_lock:
+            if self._reap_ipr is None:
+                self._reap_ipr = IPRoute()
+            found = self._reap_ipr.link_lookup(ifname=name)
+            if found:
+                with contextlib.suppress(Exception):
+                    self._reap_ipr.link("del", index=found[0])
 
     def _del_link(self, name: str) -> None:
         idx = self._link_index(name)
@@ -779,8 +1154,6 @@ class NetworkDriver:
 
     # ------------------------------------------------------------------ connect
     def _plumb(self, veth: str, netns_path: str, ip: str, mac: str, net: sqlite3.Row) -> None:
-        from pyroute2 import NetNS
-
         br_idx = self._link_index(net["bridge"])
         if br_idx is None:
             raise SystemError_(f"bridge {net['bridge']} is missing")
@@ -801,17 +1174,51 @@ class NetworkDriver:
             idx = self._link_index(veth)
             self.ipr.link("set", index=idx, master=br_idx, state="up")
             self.ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
-            with NetNS(netns_path) as ns:
-                lo = ns.link_lookup(ifname="lo")[0]
-                ns.link("set", index=lo, state="up")
-                eth = ns.link_lookup(ifname="eth0")[0]
-                ns.link("set", index=eth, mtu=mtu)
-                ns.addr("add", index=eth, address=ip, prefixlen=prefix)
-                ns.link("set", index=eth, state="up")
-                ns.route("add", dst="0.0.0.0/0", gateway=net["gateway"])
+            self._configure_eth0(netns_path, ip, prefix, net["gateway"], mtu=mtu)
         except BaseException:
             self._del_link(veth)
             raise
+
+    @staticmethod
+    def _configure_eth0(netns_path: str, ip: str, prefix: int, gateway: str, *,
+                        mtu: int | None = None, mac: str | None = None) -> None:
+        """Inside the sandbox: lo and eth0 up, eth0's address (and MAC), the default route."""
+
+        def body() -> None:
+            from pyroute2 import IPRoute
+
+            with IPRoute() as ns:
+                lo = ns.link_lookup(ifname="lo")[0]
+                ns.link("set", index=lo, state="up")
+                found = ns.link_lookup(ifname="eth0")
+                if not found:
+                    raise SystemError_(f"no eth0 in {netns_path}")
+                eth = found[0]
+                if mtu is not None:
+                    ns.link("set", index=eth, mtu=mtu)
+                if mac is not None:
+                    ns.link("set", index=eth, address=mac)
+                ns.addr("add", index=eth, address=ip, prefixlen=prefix)
+                ns.link("set", index=eth, state="up")
+                ns.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+        nsutil.run_in(netns_path, body)
+
+    def _use_pooled(self, veth: str, netns_path: str, ip: str, mac: str,
+                    net: sqlite3.Row) -> bool:
+        """Give a pooled sandbox's eth0 its address; False (and the pooled veth gone) when it
+        cannot be used, so the caller plumbs a new one."""
+        if net["name"] != POOL_NETWORK or self._link_index(veth) is None:
+            self._del_link(veth)
+            return False
+        prefix = ipaddress.IPv4Network(net["subnet"]).prefixlen
+        try:
+            self._configure_eth0(netns_path, ip, prefix, net["gateway"], mac=mac)
+        except Exception as e:  # noqa: BLE001 - fall back to a veth of its own
+            log.warning("pooled sandbox %s unusable, plumbing a new veth: %s", netns_path, e)
+            self._del_link(veth)
+            return False
+        return True
 
     def connect(
         self,
@@ -843,12 +1250,29 @@ class NetworkDriver:
             if net["internal"] and reqs:
                 reqs = []  # docker: internal networks publish nothing
             mappings, held = self._allocate_ports(reqs)
+            sb = self.conn.execute(
+                "SELECT veth FROM sandboxes WHERE container_id=? AND path=?",
+                (container_id, netns_path),
+            ).fetchone()
+            pooled = sb["veth"] if sb is not None else ""
             veth = self._veth_name(container_id)
             plumbed = False
             try:
+                self._reap_names(veth=veth)  # a teardown of this container's last run, pending
                 with self._tx():
                     ip = self.ipam.allocate(net["name"], container_id, in_tx=True)
                     mac = mac_for(ip)
+                    if pooled:
+                        self.conn.execute(
+                            "UPDATE sandboxes SET veth='' WHERE container_id=?", (container_id,)
+                        )
+                        if self._use_pooled(pooled, netns_path, ip, mac, net):
+                            veth = pooled
+                            plumbed = True
+                    if not plumbed:
+                        self._del_link(veth)  # a leftover of an earlier crash with the same id
+                        self._plumb(veth, netns_path, ip, mac, net)
+                        plumbed = True
                     self.conn.execute(
                         "INSERT INTO endpoints(container_id, network, ip, mac, veth, netns_path, "
                         "hostname, aliases, endpoint_id) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -870,10 +1294,8 @@ class NetworkDriver:
                             "container_port) VALUES (?,?,?,?,?)",
                             (container_id, req.proto, req.host_ip, port, req.container_port),
                         )
-                    self._del_link(veth)  # a leftover of an earlier crash with the same id
-                    self._plumb(veth, netns_path, ip, mac, net)
-                    plumbed = True
-                    self._apply_nft()
+                    if mappings:  # without ports the table's content does not change
+                        self._apply_nft()
             except BaseException:
                 for s in held.values():
                     s.close()
@@ -962,26 +1384,18 @@ class NetworkDriver:
             return out
 
     # ------------------------------------------------------------------ disconnect
-    def disconnect(self, container_id: str) -> None:
-        """Remove the endpoint, its rules, reservations, conntrack entries, veth and address."""
+    def disconnect(self, container_id: str, *, wait: bool = True) -> None:
+        """Remove the endpoint, its rules, reservations, conntrack entries, veth and address.
+        With wait=False the veth, conntrack entries and address go a moment later."""
         with self.lock:
             ep = self.conn.execute(
                 "SELECT * FROM endpoints WHERE container_id=?", (container_id,)
             ).fetchone()
             if ep is None:
                 return
-            ports = self._rows("SELECT * FROM ports WHERE container_id=?", (container_id,))
             with self._tx():
-                self.conn.execute("DELETE FROM ports WHERE container_id=?", (container_id,))
-                self.conn.execute("DELETE FROM endpoints WHERE container_id=?", (container_id,))
-                self.ipam.release(ep["network"], container_id)
-                self._apply_nft()
-            for p in ports:
-                s = self._held.pop((p["proto"], p["host_ip"], p["host_port"]), None)
-                if s:
-                    s.close()
-            self._del_link(ep["veth"])
-        conntrack.flush([(p["proto"], p["host_port"]) for p in ports], container_ip=ep["ip"])
+                doomed = self._doom_endpoint(ep)
+            self._after_doom(doomed, wait)
         self._refresh_hosts(ep["network"])
 
     # ------------------------------------------------------------------ /etc files
@@ -1037,6 +1451,8 @@ class NetworkDriver:
 
     def _refresh_hosts(self, network: str) -> None:
         """Rewrite the hosts file of every member of a network that has etc files."""
+        if network == "bridge":
+            return  # the default network lists no peers: its members' files never change
         with self.lock:
             for r in self._rows(
                 "SELECT etcfiles.* FROM etcfiles JOIN endpoints USING (container_id) "
@@ -1060,7 +1476,10 @@ class NetworkDriver:
     # ------------------------------------------------------------------ teardown
     def destroy_all(self) -> None:
         """Remove every kernel object and record of this driver (tests, `skiffd --reset`)."""
+        self._stop_background()
         with self.lock:
+            self._drain_pool()
+            self._reap_all()
             for r in self._rows("SELECT container_id FROM sandboxes"):
                 self.delete_sandbox(r["container_id"])
             for r in self._rows("SELECT container_id FROM endpoints"):

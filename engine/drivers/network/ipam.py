@@ -72,6 +72,26 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- sandboxes made ahead of time (netns + veth on the default bridge, no address yet); a row is
+-- written before its kernel objects exist, so a crash never leaks one (start() drains them)
+CREATE TABLE IF NOT EXISTS pool (
+    netns TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    veth TEXT NOT NULL UNIQUE,
+    network TEXT NOT NULL,
+    ready INTEGER NOT NULL DEFAULT 0
+);
+-- kernel objects whose records are gone and that the reaper still has to remove; the address
+-- stays allocated (to owner) until the veth is gone, so nobody else gets it meanwhile
+CREATE TABLE IF NOT EXISTS doomed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    veth TEXT NOT NULL DEFAULT '',
+    netns TEXT NOT NULL DEFAULT '',
+    network TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    ports TEXT NOT NULL DEFAULT '[]'
+);
 """
 
 
@@ -87,6 +107,9 @@ def open_db(state_dir: Path) -> sqlite3.Connection:
     cols = {r["name"] for r in conn.execute("PRAGMA table_info(etcfiles)")}
     if "hosts" not in cols:  # the hosts block last written (to keep lines appended after it)
         conn.execute("ALTER TABLE etcfiles ADD COLUMN hosts TEXT NOT NULL DEFAULT ''")
+    cols = {r["name"] for r in conn.execute("PRAGMA table_info(sandboxes)")}
+    if "veth" not in cols:  # the pooled veth a sandbox came with ('' when it has none)
+        conn.execute("ALTER TABLE sandboxes ADD COLUMN veth TEXT NOT NULL DEFAULT ''")
     return conn
 
 
