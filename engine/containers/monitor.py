@@ -755,9 +755,63 @@ def _warm_up() -> None:
         traceback.print_exc()
 
 
+def _recv_with_fds(sock: socket.socket, bufsize: int = 65536) -> tuple[bytes, list[int]]:
+    fds = array.array("i")
+    msg, anc, _flags, _addr = sock.recvmsg(bufsize, socket.CMSG_SPACE(fds.itemsize * 4))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+def _spare_main(chan: socket.socket) -> int:
+    """A monitor forked ahead of time: detached already, it waits for its container's config
+    (and the daemon's ready pipe) from the zygote; EOF means the zygote is gone."""
+    _set_name("skiff-mon-spare")
+    while True:
+        try:
+            msg, fds = _recv_with_fds(chan)
+        except InterruptedError:
+            continue
+        except OSError:
+            return 0
+        if not msg:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        chan.close()
+        try:
+            cfg = json.loads(msg)
+        except ValueError:
+            return 1
+        for extra in fds[1:]:
+            os.close(extra)
+        return run(cfg, fds[0])
+
+
+def _fork_detached(target: Any) -> int:
+    """Fork a process that is not the zygote's child (setsid + a second fork, so init adopts
+    it and the zygote never has to reap it); target() runs there. Returns the first child's
+    exit status after reaping it."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            code = target()
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
 def zygote(sock_fd: int) -> int:
-    """Pre-imported template process: forks a detached monitor per request (no interpreter
-    start-up per container). Requests are {"cfg": path} with the ready pipe's fd attached."""
+    """Pre-imported template process: hands each request to a monitor forked ahead of time (a
+    "spare": no interpreter start-up and no fork on the container's critical path), then forks
+    the next spare. Requests are {"cfg": path} with the ready pipe's fd attached."""
     sock = socket.socket(fileno=sock_fd)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
@@ -766,18 +820,37 @@ def zygote(sock_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_name("skiff-zygote")
     _warm_up()
-    sock.sendall(b"ready\n")
-    while True:
-        fds = array.array("i")
+    spare: socket.socket | None = None
+
+    def new_spare() -> socket.socket | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+        def body() -> int:
+            sock.close()
+            ours.close()
+            return _spare_main(theirs)
+
         try:
-            msg, anc, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize * 4))
+            _fork_detached(body)
+        except OSError:
+            traceback.print_exc()
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+        return ours
+
+    sock.sendall(b"ready\n")
+    spare = new_spare()
+    while True:
+        try:
+            msg, fds = _recv_with_fds(sock)
         except InterruptedError:
             continue
         if not msg:
+            if spare is not None:
+                spare.close()  # the spare sees EOF and exits
             return 0  # the daemon went away; monitors live on
-        for level, typ, data in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
         try:
             req = json.loads(msg)
             with open(req["cfg"]) as f:
@@ -788,22 +861,27 @@ def zygote(sock_fd: int) -> int:
             sock.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
             continue
         ready_fd = fds[0]
-        pid = os.fork()
-        if pid == 0:
+        handed = False
+        if spare is not None:
             try:
-                sock.close()
-                os.setsid()
-                if os.fork() != 0:
-                    os._exit(0)
-                code = run(cfg, ready_fd)
-            except BaseException:  # noqa: BLE001
+                spare.sendmsg([json.dumps(cfg).encode()],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                array.array("i", [ready_fd]).tobytes())])
+                handed = True
+            except OSError:  # the spare died: fork one the old way
                 traceback.print_exc()
-                code = 1
-            os._exit(code)
+            spare.close()
+            spare = None
+        if not handed:
+            def body(cfg: dict = cfg, ready_fd: int = ready_fd) -> int:
+                sock.close()
+                return run(cfg, ready_fd)
+
+            _fork_detached(body)
         for fd in fds:
             os.close(fd)
-        os.waitpid(pid, 0)
         sock.sendall(b"ok\n")
+        spare = new_spare()  # off the critical path: the daemon already has its answer
 
 
 def main(argv: list[str] | None = None) -> int:
