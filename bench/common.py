@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -43,7 +43,7 @@ def run_cmd(argv: Sequence[str], **kw) -> Callable[[], None]:
 
 
 def interleave(
-    cases: dict[str, Callable[[], object]],
+    cases: Mapping[str, Callable[[], object]],
     runs: int,
     warmup: int = 2,
     setup: Callable[[str], None] | None = None,

@@ -90,3 +90,36 @@ def test_slow_subscriber_drops_instead_of_blocking():
     assert time.time() - t < 5
     assert sub.get(0)["Actor"]["ID"] == "x:5904"  # the oldest kept of a 4096-deep queue
     e.unsubscribe(sub)
+
+
+def test_trimmer_runs_once_after_a_quiet_moment():
+    from engine.jobs import Trimmer
+
+    calls = []
+    t = Trimmer(idle=0.2, trim=calls.append)
+    for _ in range(5):  # a burst: no trim while it lasts
+        t.poke()
+        time.sleep(0.05)
+    assert calls == []
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert calls == [0]
+    time.sleep(0.4)
+    assert calls == [0]  # nothing new happened: no second trim
+    t.poke()
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert calls == [0, 0]
+    t.close()
+
+
+def test_finished_jobs_keep_small_results_only():
+    e = Engine()
+    big = {"k": "v" * 10_000}
+    assert e.run("big", lambda: big) is big  # the caller still gets it
+    assert e.run("small", lambda: 7) == 7
+    big_job, small_job = e.jobs(all=True)
+    assert big_job.result is None and small_job.result == 7
+    e.close()
