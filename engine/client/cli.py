@@ -224,9 +224,38 @@ def _container_flags(p: argparse.ArgumentParser) -> None:
     a("--shm-size")
     a("--ulimit", action="append", default=[])
     a("--group-add", action="append", default=[])
+    a("--health-cmd")
+    a("--health-interval")
+    a("--health-timeout")
+    a("--health-retries", type=int)
+    a("--health-start-period")
+    a("--health-start-interval")
+    a("--no-healthcheck", action="store_true")
     a("-q", "--quiet", action="store_true")
     a("image")
     a("command", nargs=argparse.REMAINDER)
+
+
+def _cp_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--archive", action="store_true", help="keep uid/gid")
+    p.add_argument("-L", "--follow-link", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("src")
+    p.add_argument("dest")
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output")
+    p.add_argument("container")
+
+
+def _commit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("-p", "--pause", default="true", nargs="?", const="true")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sig-proxy", default="true")
     sp.add_argument("--detach-keys")
     sp.add_argument("container")
+
+    sp = cmd("cp", cmd_cp, "copy files between a container and the local filesystem")
+    _cp_flags(sp)
+    sp = cmd("export", cmd_export, "export a container's filesystem as a tar archive")
+    _export_flags(sp)
+    sp = cmd("diff", cmd_diff, "inspect changes to files on a container's filesystem")
+    sp.add_argument("container")
+    sp = cmd("commit", cmd_commit, "create a new image from a container's changes")
+    _commit_flags(sp)
 
     sp = cmd("top", cmd_top, "display the running processes of a container")
     sp.add_argument("container")
@@ -447,6 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = csub.add_parser(verb)
         s.set_defaults(fn=fn)
         _ps_flags(s)
+    for verb, fn, flags in (("cp", cmd_cp, _cp_flags), ("export", cmd_export, _export_flags),
+                            ("commit", cmd_commit, _commit_flags)):
+        s = csub.add_parser(verb)
+        s.set_defaults(fn=fn)
+        flags(s)
+    s = csub.add_parser("diff")
+    s.set_defaults(fn=cmd_diff)
+    s.add_argument("container")
     ip = cmd("image", None, "manage images")
     isub = ip.add_subparsers(dest="subcmd", metavar="COMMAND")
     s = isub.add_parser("ls", aliases=["list"])
@@ -638,7 +684,37 @@ def container_body(a: argparse.Namespace) -> tuple[dict, str | None]:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
         body["StopTimeout"] = a.stop_timeout
+    health = health_flags(a)
+    if health is not None:
+        body["Healthcheck"] = health
     return body, a.name
+
+
+def health_flags(a: argparse.Namespace) -> dict | None:
+    """--health-* / --no-healthcheck -> Config.Healthcheck (durations in ns), as docker's CLI."""
+    timing = {"Interval": a.health_interval, "Timeout": a.health_timeout,
+              "StartPeriod": a.health_start_period, "StartInterval": a.health_start_interval}
+    if a.no_healthcheck:
+        if a.health_cmd or any(v for v in timing.values()) or a.health_retries:
+            raise CLIError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not (a.health_cmd or any(v for v in timing.values()) or a.health_retries):
+        return None
+    from engine.containers.health import parse_duration
+    from engine.errors import InvalidParameter
+
+    hc: dict[str, Any] = {"Test": ["CMD-SHELL", a.health_cmd] if a.health_cmd else None}
+    try:
+        for k, v in timing.items():
+            if v:
+                hc[k] = parse_duration(v)
+    except InvalidParameter as e:
+        raise CLIError(str(e)) from None
+    if a.health_retries is not None:
+        if a.health_retries < 0:
+            raise CLIError("--health-retries cannot be negative")
+        hc["Retries"] = a.health_retries
+    return hc
 
 
 def _create(c: Client, a: argparse.Namespace) -> str:
@@ -971,6 +1047,69 @@ def cmd_exec(c: Client, a: argparse.Namespace) -> int:
             code = info.get("ExitCode")
             return int(code) if code is not None else 0
         time.sleep(0.05)
+    return 0
+
+
+def cmd_cp(c: Client, a: argparse.Namespace) -> int:
+    from engine.client import copy
+
+    sc, sp = copy.split_target(a.src)
+    dc, dp = copy.split_target(a.dest)
+    if sc and dc:
+        raise CLIError("copying between containers is not supported", 1)
+    if not sc and not dc:
+        raise CLIError("must specify at least one container source", 1)
+    try:
+        if sc:
+            copy.copy_from(c, sc, sp, dp, keep_owner=a.archive, follow=a.follow_link)
+            if not a.quiet and dp != "-":
+                err(f"Successfully copied from {sc}:{sp} to {dp}")
+        else:
+            assert dc is not None
+            copy.copy_to(c, sp, dc, dp, keep_owner=a.archive, follow=a.follow_link)
+            if not a.quiet:
+                err(f"Successfully copied {sp} to {dc}:{dp}")
+    except copy.CopyError as e:
+        raise CLIError(str(e), 1) from None
+    return 0
+
+
+def cmd_export(c: Client, a: argparse.Namespace) -> int:
+    if not a.output and sys.stdout.isatty():
+        raise CLIError("cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                       1)
+    dst = open(a.output + ".tmp", "wb") if a.output else sys.stdout.buffer
+    try:
+        for ch in c.stream("GET", f"/containers/{a.container}/export"):
+            dst.write(ch)
+    except BaseException:
+        if a.output:
+            dst.close()
+            os.unlink(a.output + ".tmp")
+        raise
+    if a.output:
+        dst.close()
+        os.rename(a.output + ".tmp", a.output)
+    else:
+        dst.flush()
+    return 0
+
+
+def cmd_diff(c: Client, a: argparse.Namespace) -> int:
+    for ch in c.get(f"/containers/{a.container}/changes") or []:
+        out(f"{'CAD'[int(ch['Kind'])]} {ch['Path']}")
+    return 0
+
+
+def cmd_commit(c: Client, a: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"container": a.container, "author": a.author or None,
+                              "comment": a.message or None, "changes": a.change or None,
+                              "pause": "0" if str(a.pause).lower() in ("false", "0") else "1"}
+    if a.reference:
+        repo, tag = split_tag(a.reference)
+        params.update(repo=repo, tag=tag)
+    res = c.request("POST", "/commit", params, body={})
+    out(res["Id"])
     return 0
 
 

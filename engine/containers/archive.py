@@ -353,47 +353,76 @@ class _QueueWriter:
                 continue
 
 
-def produce(fn: Callable[[BinaryIO], None], done: Callable[[], None] = lambda: None,
-            tick: float = 1.0) -> Iterator[bytes | None]:
-    """Run fn(fileobj) in a thread, yield what it writes (None on idle ticks).
+class Produced:
+    """Chunks that fn(fileobj) writes in a thread, as an iterator (None on idle ticks).
 
     Why a thread: tarfile writes synchronously into a file object while the server must send
-    chunks as they come and stop when the client leaves (closing this generator makes the
-    writer fail). `done` runs in the thread when fn ends (the unmount)."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=32)
-    gone = threading.Event()
+    chunks as they come and stop when the client leaves. close() (the server calls it, and
+    the garbage collector as a last resort) makes the writer fail; `done` (the unmount) runs
+    exactly once, also when the answer was never iterated. `ctx` (a Job tracker) is entered
+    around fn."""
 
-    def run() -> None:
-        w = _QueueWriter(q, gone)
-        try:
-            fn(w)  # type: ignore[arg-type]
-            w.flush()
-            q.put(("end", None))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the reader
-            if not gone.is_set():
-                q.put(("err", e))
-        finally:
-            done()
+    def __init__(self, fn: Callable[[BinaryIO], None], done: Callable[[], None],
+                 ctx: Any = None, tick: float = 1.0) -> None:
+        self.fn, self.done, self.ctx, self.tick = fn, done, ctx, tick
+        self.q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=32)
+        self.gone = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._done_lock = threading.Lock()
+        self._done = False
+        self._ended = False
 
-    threading.Thread(target=run, daemon=True, name="skiff-tar").start()
-    try:
-        while True:
-            try:
-                kind, val = q.get(timeout=tick)
-            except queue.Empty:
-                yield None
-                continue
-            if kind == "d":
-                yield val
-            elif kind == "end":
+    def _finish(self) -> None:
+        with self._done_lock:
+            if self._done:
                 return
-            else:
-                raise val
-    finally:
-        gone.set()
+            self._done = True
+        self.done()
+
+    def _run(self) -> None:
+        w = _QueueWriter(self.q, self.gone)
+        try:
+            with self.ctx if self.ctx is not None else contextlib.nullcontext():
+                self.fn(w)  # type: ignore[arg-type]
+                w.flush()
+            self.q.put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the reader
+            if not self.gone.is_set():
+                self.q.put(("err", e))
+        finally:
+            self._finish()
+
+    def __iter__(self) -> Produced:
+        return self
+
+    def __next__(self) -> bytes | None:
+        if self._ended:
+            raise StopIteration
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, daemon=True, name="skiff-tar")
+            self.thread.start()
+        try:
+            kind, val = self.q.get(timeout=self.tick)
+        except queue.Empty:
+            return None
+        if kind == "d":
+            return val
+        self._ended = True
+        if kind == "end":
+            raise StopIteration
+        raise val
+
+    def close(self) -> None:
+        self.gone.set()
         with contextlib.suppress(queue.Empty):
             while True:
-                q.get_nowait()
+                self.q.get_nowait()
+        if self.thread is None:
+            self._finish()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 # ---- tar in -----------------------------------------------------------------------------------
@@ -536,8 +565,8 @@ class ContainerFS:
             link = resolve(root, r.path, mounts, follow_last=True).path
         return st, r, path_stat(rebase_name(path), st, link)
 
-    def get_archive(self, ref: str, path: str | None
-                    ) -> tuple[dict[str, Any], Iterator[bytes | None]]:
+    def get_archive(self, ref: str, path: str | None, ctx: Any = None
+                    ) -> tuple[dict[str, Any], Produced]:
         """(path stat, tar chunks): the path and its contents, named after its base name."""
         c = self.m.get(ref)
         path = self._path_arg(path)
@@ -558,7 +587,7 @@ class ContainerFS:
             os.close(pfd)
             cm.__exit__(None, None, None)
 
-        return info, produce(write, done)
+        return info, Produced(write, done, ctx)
 
     def put_archive(self, ref: str, path: str | None, body: BinaryIO, *,
                     no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
@@ -591,7 +620,7 @@ class ContainerFS:
             finally:
                 os.close(fd)
 
-    def export(self, ref: str) -> Iterator[bytes | None]:
+    def export(self, ref: str, ctx: Any = None) -> Produced:
         c = self.m.get(ref)
         cm = mounted_rootfs(self.m, c)
         root = cm.__enter__()
@@ -605,4 +634,4 @@ class ContainerFS:
             os.close(dfd)
             cm.__exit__(None, None, None)
 
-        return produce(lambda out: tar_tree(dfd, out), done)
+        return Produced(lambda out: tar_tree(dfd, out), done, ctx)

@@ -101,7 +101,7 @@ def commit(m: Any, ref: str, *, repo: str = "", tag: str = "", comment: str = ""
         def opener() -> Any:
             return _Reopen()
 
-        chain = g.register_layer(parent_chain, None, opener)  # type: ignore[arg-type]
+        chain = g.register_layer(parent_chain, None, opener)
     try:
         with g.pinned([chain]):
             diff_id = g.layer(chain)["diff_id"]

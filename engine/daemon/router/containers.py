@@ -172,12 +172,6 @@ def stat_header(info: dict) -> str:
     return base64.b64encode(json.dumps(info).encode()).decode()
 
 
-def _tracked(eng: Any, job: Any, chunks: Any) -> Any:
-    """A streamed answer as a Job: visible in /jobs until the last chunk (or the client left)."""
-    with eng.track(job):
-        yield from chunks
-
-
 def _tty(cm: Any, name: str) -> tuple[str, bool]:
     """-> (full id, Config.Tty); raises NotFound before any stream is opened."""
     info = cm.inspect(name)
@@ -442,8 +436,8 @@ def routes(b: Backends) -> list:
             info = eng.run("container.archive.stat", fs().stat, name, path)
             return Response(200, headers=[(STAT_HEADER, stat_header(info))])
         job = eng.job("container.archive.get", id=name, path=path)
-        info, chunks = eng.run("container.archive.get", fs().get_archive, name, path)
-        return Stream(_tracked(eng, job, chunks), content_type="application/x-tar",
+        info, chunks = fs().get_archive(name, path, ctx=eng.track(job))
+        return Stream(chunks, content_type="application/x-tar",
                       headers=[(STAT_HEADER, stat_header(info))])
 
     def archive_put(req: Request, name: str) -> Response:
@@ -456,8 +450,7 @@ def routes(b: Backends) -> list:
 
     def export(req: Request, name: str) -> Stream:
         job = eng.job("container.export", id=name)
-        chunks = fs().export(name)
-        return Stream(_tracked(eng, job, chunks), content_type="application/x-tar")
+        return Stream(fs().export(name, ctx=eng.track(job)), content_type="application/x-tar")
 
     def changes(req: Request, name: str) -> Response:
         from engine.containers.changes import container_changes
