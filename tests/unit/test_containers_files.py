@@ -1,0 +1,360 @@
+"""The pure parts of docker cp / diff / commit / healthchecks: path resolution inside a root,
+tar in and out without leaving it, change detection, the health state machine."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from engine.containers import archive as ar
+from engine.containers import changes as ch
+from engine.containers import health as hl
+from engine.containers.commit import commit_config
+from engine.errors import InvalidParameter, NotFound
+
+# ---- resolution -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    (r / "etc" / "passwd").write_text("root:x:0:0\n")
+    (r / "tmp").mkdir()
+    (r / "tmp" / "abs").symlink_to("/etc")  # absolute: the container's /etc
+    (r / "tmp" / "up").symlink_to("../../../../../..")  # climbs: stops at the root
+    (r / "tmp" / "loop").symlink_to("loop")
+    (r / "tmp" / "file").write_text("x")
+    (r / "tmp" / "flink").symlink_to("file")
+    return r
+
+
+def test_resolve_plain_and_dotdot_stay_inside(root: Path) -> None:
+    r = ar.resolve(str(root), "/etc/passwd")
+    assert r.path == "/etc/passwd" and r.host == str(root / "etc" / "passwd")
+    assert ar.resolve(str(root), "/../../../etc/./passwd").host == str(root / "etc/passwd")
+
+
+def test_resolve_absolute_symlink_is_the_containers(root: Path) -> None:
+    r = ar.resolve(str(root), "/tmp/abs/passwd")
+    assert r.path == "/etc/passwd" and r.host.startswith(str(root) + "/")
+
+
+def test_resolve_relative_symlink_cannot_climb_out(root: Path) -> None:
+    r = ar.resolve(str(root), "/tmp/up/etc/passwd")
+    assert r.path == "/etc/passwd" and r.host == str(root / "etc" / "passwd")
+    assert ar.resolve(str(root), "/tmp/up").host == str(root)
+
+
+def test_resolve_last_component_followed_only_when_asked(root: Path) -> None:
+    assert ar.resolve(str(root), "/tmp/flink", follow_last=False).path == "/tmp/flink"
+    assert ar.resolve(str(root), "/tmp/flink").path == "/tmp/file"
+
+
+def test_resolve_symlink_loop_is_400(root: Path) -> None:
+    with pytest.raises(InvalidParameter, match="symbolic links"):
+        ar.resolve(str(root), "/tmp/loop/x")
+
+
+def test_resolve_missing_rest_is_literal(root: Path) -> None:
+    assert ar.resolve(str(root), "/nope/../etc/x").path == "/etc/x"
+    assert ar.resolve(str(root), "/nope/a/b").path == "/nope/a/b"
+
+
+def test_resolve_mounts_dir_and_file(root: Path, tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    (vol / "sub").mkdir(parents=True)
+    (vol / "sub" / "lnk").symlink_to("/etc")  # a link inside a volume is the container's
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    mounts = [ar.Mount("/data", str(vol)), ar.Mount("/etc/hosts", str(hosts), rw=False)]
+    r = ar.resolve(str(root), "/data/sub/x", mounts)
+    assert r.base == str(vol) and r.parts == ("sub", "x") and r.mount == mounts[0]
+    r = ar.resolve(str(root), "/data/sub/lnk/passwd", mounts)
+    assert r.host == str(root / "etc" / "passwd") and r.mount is None
+    r = ar.resolve(str(root), "/etc/hosts", mounts)
+    assert r.host == str(hosts) and r.mount is not None and not r.mount.rw
+
+
+def test_open_dir_refuses_a_component_swapped_for_a_symlink(root: Path) -> None:
+    r = ar.resolve(str(root), "/tmp/sub")
+    (root / "tmp" / "sub").symlink_to("/")  # the race: resolved, then swapped
+    with pytest.raises(OSError):
+        ar.open_dir(r)
+
+
+def test_stat_header_shapes(root: Path) -> None:
+    st = os.lstat(root / "etc")
+    d = ar.path_stat("etc", st)
+    assert d["mode"] & ar.GO_DIR and d["mode"] & 0o777 == stat.S_IMODE(st.st_mode)
+    assert d["mtime"].endswith("Z") and d["name"] == "etc"
+    ln = ar.path_stat("abs", os.lstat(root / "tmp" / "abs"), "/etc")
+    assert ln["mode"] & ar.GO_SYMLINK and ln["linkTarget"] == "/etc"
+    assert ar.rebase_name("/etc/.") == "." and ar.rebase_name("/etc/") == "etc"
+    assert ar.rebase_name("/") == "."
+
+
+# ---- tar out / in -------------------------------------------------------------------------------
+
+
+def _names(data: bytes) -> list[str]:
+    return tarfile.open(fileobj=io.BytesIO(data)).getnames()
+
+
+def test_tar_path_keeps_links_as_links(root: Path) -> None:
+    os.link(root / "tmp" / "file", root / "tmp" / "hard")
+    out = io.BytesIO()
+    pfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ar.tar_path(pfd, "tmp", "tmp", out)
+    finally:
+        os.close(pfd)
+    t = tarfile.open(fileobj=io.BytesIO(out.getvalue()))
+    members = {m.name: m for m in t.getmembers()}
+    assert members["tmp/abs"].issym() and members["tmp/abs"].linkname == "/etc"
+    assert members["tmp/hard"].islnk() or members["tmp/file"].islnk()
+    assert "tmp/abs/passwd" not in members  # never followed
+
+
+def test_produced_runs_done_once_even_when_never_iterated() -> None:
+    calls = []
+    p = ar.Produced(lambda out: out.write(b"x" * 10), lambda: calls.append(1))
+    p.close()
+    assert calls == [1]
+    p2 = ar.Produced(lambda out: out.write(b"abc"), lambda: calls.append(2), tick=0.05)
+    assert b"".join(c for c in p2 if c) == b"abc"
+    assert calls == [1, 2]
+
+
+def _tar(*members: tuple[str, bytes | None]) -> bytes:
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w") as t:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                t.addfile(ti)
+            else:
+                ti.size = len(data)
+                t.addfile(ti, io.BytesIO(data))
+    return b.getvalue()
+
+
+def _extract(dest: Path, data: bytes, **kw) -> None:
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ar.extract(fd, str(dest), io.BytesIO(data), **kw)
+    finally:
+        os.close(fd)
+
+
+def test_extract_writes_inside_and_refuses_escapes(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    _extract(dest, _tar(("a", None), ("a/b.txt", b"hi")))
+    assert (dest / "a" / "b.txt").read_text() == "hi"
+    for bad in ("../x", "/abs"):
+        with pytest.raises(InvalidParameter):
+            _extract(dest, _tar((bad, b"x")))
+    (dest / "out").symlink_to(tmp_path)
+    with pytest.raises(InvalidParameter, match="symlink"):
+        _extract(dest, _tar(("out/pwned", b"x")))
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "x").exists()
+
+
+def test_extract_no_overwrite_dir_non_dir(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    (dest / "dir").mkdir(parents=True)
+    (dest / "file").write_text("f")
+    with pytest.raises(InvalidParameter, match="cannot overwrite directory"):
+        _extract(dest, _tar(("dir", b"x")), no_overwrite_dir_non_dir=True)
+    with pytest.raises(InvalidParameter, match="cannot overwrite non-directory"):
+        _extract(dest, _tar(("file", None)), no_overwrite_dir_non_dir=True)
+    _extract(dest, _tar(("file", b"new")), no_overwrite_dir_non_dir=True)
+    assert (dest / "file").read_text() == "new"
+
+
+def test_extract_refuses_whiteout_names(tmp_path: Path) -> None:
+    (tmp_path / "keep").write_text("k")
+    with pytest.raises(InvalidParameter, match=".wh."):
+        _extract(tmp_path, _tar((".wh.keep", b"")))
+    assert (tmp_path / "keep").exists()
+
+
+# ---- changes ----------------------------------------------------------------------------------
+
+
+def _fifo_whiteout(st: os.stat_result) -> bool:  # mknod 0/0 needs root: fifos stand in
+    return stat.S_ISFIFO(st.st_mode)
+
+
+def test_overlay_changes_kinds(tmp_path: Path) -> None:
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    for p in ("etc", "bin", "usr/lib"):
+        (lower / p).mkdir(parents=True)
+    (lower / "etc" / "passwd").write_text("a")
+    (lower / "bin" / "vi").write_text("vi")
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "passwd").write_text("b")
+    (upper / "bin").mkdir()
+    os.mkfifo(upper / "bin" / "vi")
+    (upper / "new" / "deep").mkdir(parents=True)
+    (upper / "new" / "deep" / "f").write_text("x")
+    got = ch.overlay_changes(upper, [lower], _fifo_whiteout)
+    assert got == [("/bin", ch.MODIFIED), ("/bin/vi", ch.DELETED), ("/etc", ch.MODIFIED),
+                   ("/etc/passwd", ch.MODIFIED), ("/new", ch.ADDED), ("/new/deep", ch.ADDED),
+                   ("/new/deep/f", ch.ADDED)]
+
+
+def test_dir_changes_vfs(tmp_path: Path) -> None:
+    parent, layer = tmp_path / "p", tmp_path / "l"
+    (parent / "etc").mkdir(parents=True)
+    (parent / "etc" / "a").write_text("1")
+    (parent / "gone" / "sub").mkdir(parents=True)
+    os.system(f"cp -a {parent} {layer}")
+    (layer / "etc" / "a").write_text("22")
+    (layer / "etc" / "b").write_text("new")
+    os.system(f"rm -rf {layer / 'gone'}")
+    got = dict(ch.dir_changes(parent, layer))
+    assert got["/etc/a"] == ch.MODIFIED and got["/etc/b"] == ch.ADDED
+    assert got["/gone"] == ch.DELETED and "/gone/sub" not in got
+
+
+def test_drop_mountpoints_hides_runtime_files_and_their_parent() -> None:
+    changes = [("/etc", ch.MODIFIED), ("/etc/hosts", ch.ADDED), ("/tmp", ch.MODIFIED),
+               ("/tmp/f", ch.ADDED)]
+    assert ch.drop_mountpoints(changes, ["/etc/hosts"]) == [("/tmp", ch.MODIFIED),
+                                                             ("/tmp/f", ch.ADDED)]
+    mixed = [("/etc", ch.MODIFIED), ("/etc/hosts", ch.ADDED), ("/etc/motd", ch.ADDED)]
+    assert ch.drop_mountpoints(mixed, ["/etc/hosts"]) == [("/etc", ch.MODIFIED),
+                                                           ("/etc/motd", ch.ADDED)]
+
+
+def test_tree_size_counts_hard_links_once(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x" * 100)
+    os.link(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "c").write_bytes(b"y" * 10)
+    assert ch.tree_size(tmp_path) == 110
+
+
+# ---- health ------------------------------------------------------------------------------------
+
+
+def _rec(h: dict, cfg: hl.HealthConfig, code: int, since: float = 100.0) -> bool:
+    return hl.record(h, cfg, exit_code=code, output="out" * 2000, start="s", end="e",
+                     since_start=since)
+
+
+def test_health_state_machine() -> None:
+    cfg = hl.HealthConfig(("true",), retries=2, start_period=10.0)
+    h = hl.initial()
+    assert not _rec(h, cfg, 1, since=1.0)  # failing inside the start period: not counted
+    assert h["Status"] == hl.STARTING and h["FailingStreak"] == 0
+    assert _rec(h, cfg, 0) and h["Status"] == hl.HEALTHY
+    assert not _rec(h, cfg, 1) and h["FailingStreak"] == 1 and h["Status"] == hl.HEALTHY
+    assert _rec(h, cfg, 3) and h["Status"] == hl.UNHEALTHY and h["FailingStreak"] == 2
+    assert _rec(h, cfg, 0) and h["FailingStreak"] == 0
+    for _ in range(7):
+        _rec(h, cfg, 0)
+    assert len(h["Log"]) == hl.MAX_LOG and len(h["Log"][-1]["Output"]) == hl.MAX_OUTPUT
+    assert not _rec(h, cfg, 1, since=1.0) and h["FailingStreak"] == 1  # healthy: counts
+
+
+def test_health_config_and_suffix() -> None:
+    assert hl.config_of({}) is None
+    assert hl.config_of({"Healthcheck": {"Test": ["NONE"]}}) is None
+    c = hl.config_of({"Healthcheck": {"Test": ["CMD-SHELL", "curl x"], "Interval": 2 * 10**9,
+                                      "Retries": 0}})
+    assert c is not None and c.argv == ("/bin/sh", "-c", "curl x") and c.interval == 2.0
+    assert c.retries == hl.DEFAULT_RETRIES and c.timeout == hl.DEFAULT_TIMEOUT
+    assert hl.ps_suffix({"Status": "starting"}) == " (health: starting)"
+    assert hl.ps_suffix({"Status": "healthy"}) == " (healthy)"
+    assert hl.public({"Status": "x", "_StartedAt": "t"}) == {"Status": "x"}
+
+
+@pytest.mark.parametrize("bad,word", [
+    ({"Test": "true"}, "Test"), ({"Test": ["RUN", "x"]}, "CMD"), ({"Test": ["CMD"]}, "needs"),
+    ({"Interval": 5}, "1ms"), ({"Timeout": "1s"}, "nanoseconds"), ({"Retries": -1}, "negative"),
+])
+def test_health_validate_names_the_field(bad: dict, word: str) -> None:
+    with pytest.raises(InvalidParameter, match=word):
+        hl.validate(bad)
+
+
+def test_parse_duration_and_instruction() -> None:
+    assert hl.parse_duration("1m30s") == 90 * 10**9 and hl.parse_duration("250ms") == 25 * 10**7
+    with pytest.raises(InvalidParameter):
+        hl.parse_duration("5 parsecs")
+    hc = hl.parse_healthcheck_instruction("--interval=5s --retries=2 CMD curl -f x || exit 1")
+    assert hc == {"Interval": 5 * 10**9, "Retries": 2,
+                  "Test": ["CMD-SHELL", "curl -f x || exit 1"]}
+    assert hl.parse_healthcheck_instruction('CMD ["true"]')["Test"] == ["CMD", "true"]
+    assert hl.parse_healthcheck_instruction("NONE") == {"Test": ["NONE"]}
+
+
+def test_commit_config_keeps_image_fields_and_applies_changes() -> None:
+    cfg = commit_config({"Hostname": "abc", "Cmd": ["sh"], "Env": ["A=1"], "Image": "busybox",
+                         "AttachStdout": True}, None,
+                        ["ENV B=2", "CMD [\"echo\", \"x\"]", "HEALTHCHECK CMD true"])
+    assert "Hostname" not in cfg and "Image" not in cfg and "AttachStdout" not in cfg
+    assert cfg["Cmd"] == ["echo", "x"] and "B=2" in cfg["Env"]
+    assert cfg["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+    with pytest.raises(InvalidParameter):
+        commit_config({}, None, ["FROB x"])
+
+
+# ---- client copy rules -----------------------------------------------------------------------------
+
+
+def test_client_split_target_and_rebase() -> None:
+    from engine.client import copy as cp
+
+    assert cp.split_target("web:/etc") == ("web", "/etc")
+    assert cp.split_target("./a:b") == (None, "./a:b")
+    assert cp.split_target("/abs:x") == (None, "/abs:x")
+    ms = [tarfile.TarInfo(n) for n in ("etc", "etc/passwd")]
+    assert [m.name for m in cp.rebase(iter(ms), "etc", "copy")] == ["copy", "copy/passwd"]
+    with pytest.raises(cp.CopyError):
+        list(cp.rebase(iter([tarfile.TarInfo("../x")]), "x", "y"))
+
+
+def test_missing_path_is_404_through_container_fs(tmp_path: Path) -> None:
+    class C:
+        id, name, mounts, removed = "c" * 64, "/c", [], False
+        host_config: dict = {}
+        config: dict = {}
+
+        class state:
+            status = "exited"
+
+        import threading
+
+        lock = threading.RLock()
+
+    class G:
+        def mount(self, cid: str) -> Path:
+            return tmp_path
+
+        def unmount(self, cid: str) -> None:
+            pass
+
+    class M:
+        graph = G()
+
+        def get(self, ref: str) -> C:
+            return C()
+
+        def cdir_of(self, cid: str) -> Path:
+            return tmp_path / "none"
+
+    fs = ar.ContainerFS(M())
+    with pytest.raises(NotFound, match="Could not find the file /nope"):
+        fs.stat("c", "/nope")
+    with pytest.raises(InvalidParameter, match="path is required"):
+        fs.stat("c", "")
