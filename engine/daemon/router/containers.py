@@ -205,6 +205,8 @@ def routes(b: Backends) -> list:
         return Response.json(out)
 
     def inspect(req: Request, name: str) -> Response:
+        if req.bool("size"):  # SizeRw/SizeRootFs (the fakes' inspect takes no size)
+            return Response.json(cm().inspect(name, size=True))
         return Response.json(cm().inspect(name))
 
     def start(req: Request, name: str) -> Response:

@@ -1,0 +1,276 @@
+"""docker cp / export / diff / commit / ps --size / healthchecks / stats --no-stream through the
+unmodified docker CLI, docker-py and skiff against a real skiffd (root, real kernel)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.system.daemon import Skiffd
+
+pytestmark = [pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def d(require_root, busybox_image):
+    with Skiffd("skt12a", subnet="10.212.0.0/26") as dm:
+        dm.load_busybox(busybox_image)
+        yield dm
+
+
+@pytest.fixture
+def docker_cli(d):
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is not on PATH")
+    return d.docker
+
+
+def ok(r):
+    assert r.returncode == 0, f"rc={r.returncode}\nstdout={r.stdout}\nstderr={r.stderr}"
+    return r
+
+
+def _overlay_mounts(d: Skiffd) -> int:
+    return sum(1 for line in open("/proc/self/mounts") if str(d.root) in line)
+
+
+def _run(d: Skiffd, name: str, script: str, *extra: str) -> str:
+    r = ok(d.skiff("run", "-d", "--name", name, *extra, "busybox", "sh", "-c", script))
+    return r.stdout.strip()
+
+
+def _wait_file(d: Skiffd, name: str, path: str) -> None:
+    for _ in range(100):
+        if d.skiff("exec", name, "test", "-e", path).returncode == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared in {name}")
+
+
+def test_cp_both_ways_running_and_stopped(d, docker_cli, tmp_path):
+    _run(d, "skt12-cp", "echo hi > /tmp/f; mkdir -p /tmp/dir/sub; echo deep > /tmp/dir/sub/x;"
+         " touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-cp", "/tmp/ready")
+    ok(docker_cli("cp", "skt12-cp:/tmp/f", str(tmp_path / "f")))
+    assert (tmp_path / "f").read_text() == "hi\n"
+    ok(docker_cli("cp", "skt12-cp:/tmp/dir", str(tmp_path)))
+    assert (tmp_path / "dir" / "sub" / "x").read_text() == "deep\n"
+    (tmp_path / "in.txt").write_text("to the container\n")
+    ok(docker_cli("cp", str(tmp_path / "in.txt"), "skt12-cp:/tmp/"))
+    ok(docker_cli("cp", str(tmp_path / "in.txt"), "skt12-cp:/tmp/renamed.txt"))
+    assert ok(d.skiff("exec", "skt12-cp", "cat", "/tmp/in.txt", "/tmp/renamed.txt")).stdout \
+        == "to the container\n" * 2
+    ok(docker_cli("stop", "-t", "0", "skt12-cp"))
+    before = _overlay_mounts(d)
+    (tmp_path / "stopped.txt").write_text("while stopped\n")
+    ok(docker_cli("cp", str(tmp_path / "stopped.txt"), "skt12-cp:/tmp/"))
+    ok(docker_cli("cp", "skt12-cp:/tmp/stopped.txt", str(tmp_path / "back.txt")))
+    assert (tmp_path / "back.txt").read_text() == "while stopped\n"
+    r = docker_cli("cp", "skt12-cp:/nope", str(tmp_path / "x"))
+    assert r.returncode != 0 and "Could not find the file /nope" in r.stderr
+    assert _overlay_mounts(d) == before  # the stopped rootfs was unmounted again
+    ok(docker_cli("start", "skt12-cp"))
+    assert ok(d.skiff("exec", "skt12-cp", "cat", "/tmp/stopped.txt")).stdout == "while stopped\n"
+    ok(d.skiff("rm", "-f", "skt12-cp"))
+
+
+def test_cp_symlinks_cannot_escape_to_the_host(d, docker_cli, tmp_path):
+    marker = f"skt12-escape-{os.getpid()}"
+    _run(d, "skt12-esc", "ln -s / /tmp/root; ln -s ../../../../../../tmp /tmp/up; "
+         "ln -s /etc/hostname /tmp/hn; touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-esc", "/tmp/ready")
+    (tmp_path / marker).write_text("x")
+    try:
+        ok(docker_cli("cp", str(tmp_path / marker), "skt12-esc:/tmp/root/"))
+        ok(docker_cli("cp", str(tmp_path / marker), "skt12-esc:/tmp/up/"))
+        assert not Path("/" + marker).exists() and not Path("/tmp/" + marker).exists()
+        assert ok(d.skiff("exec", "skt12-esc", "ls", "/" + marker, "/tmp/" + marker)).stdout
+        # reading through links gives the container's files, not the host's
+        ok(docker_cli("cp", "-L", "skt12-esc:/tmp/hn", str(tmp_path / "hn")))
+        cid = ok(d.skiff("inspect", "-f", "{{.Id}}", "skt12-esc")).stdout.strip()
+        assert (tmp_path / "hn").read_text().strip() == cid[:12]
+        ok(docker_cli("cp", "skt12-esc:/tmp/root/etc/hostname", str(tmp_path / "hn2")))
+        assert (tmp_path / "hn2").read_text().strip() == cid[:12]
+        ok(docker_cli("cp", "skt12-esc:/tmp/hn", str(tmp_path / "link")))
+        assert os.readlink(tmp_path / "link") == "/etc/hostname"  # a link stays a link
+    finally:
+        for p in ("/" + marker, "/tmp/" + marker):
+            if Path(p).exists():
+                os.unlink(p)
+        d.skiff("rm", "-f", "skt12-esc")
+
+
+def test_cp_into_a_bind_mount_and_read_only_rootfs(d, docker_cli, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    _run(d, "skt12-vol", "sleep 600", "-v", f"{vol}:/data", "--read-only")
+    (tmp_path / "a.txt").write_text("a")
+    ok(docker_cli("cp", str(tmp_path / "a.txt"), "skt12-vol:/data/"))
+    assert (vol / "a.txt").read_text() == "a"
+    r = docker_cli("cp", str(tmp_path / "a.txt"), "skt12-vol:/tmp/")
+    assert r.returncode != 0 and "read-only" in r.stderr
+    ok(d.skiff("rm", "-f", "skt12-vol"))
+
+
+def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
+    _run(d, "skt12-com", "echo new > /new.txt; rm /bin/vi; echo more >> /etc/passwd; "
+         "touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-com", "/tmp/ready")
+    diff = ok(docker_cli("diff", "skt12-com")).stdout.splitlines()
+    assert "A /new.txt" in diff and "D /bin/vi" in diff and "C /etc/passwd" in diff
+    assert "C /bin" in diff and not any("hosts" in line for line in diff)
+    exp = subprocess.run(f"docker -H {d.host} export skt12-com | tar tf -", shell=True,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert "new.txt" in exp and "bin/busybox" in exp and "bin/vi" not in exp
+    iid = ok(docker_cli("commit", "-m", "msg", "-c", "ENV SKT=12", "skt12-com",
+                        "skt12/committed:v1")).stdout.strip()
+    assert iid.startswith("sha256:")
+    r = ok(docker_cli("run", "--rm", "skt12/committed:v1", "sh", "-c",
+                      "cat /new.txt; tail -1 /etc/passwd; echo $SKT; test -e /bin/vi || echo gone"))
+    assert r.stdout.split() == ["new", "more", "12", "gone"]
+    img = json.loads(ok(docker_cli("image", "inspect", "skt12/committed:v1")).stdout)[0]
+    base = json.loads(ok(docker_cli("image", "inspect", "busybox")).stdout)[0]
+    assert img["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
+    assert len(img["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1
+    ok(d.skiff("rm", "-f", "skt12-com"))
+    ok(docker_cli("rmi", "skt12/committed:v1"))
+
+
+def test_ps_size(d, docker_cli):
+    _run(d, "skt12-size", "head -c 100000 /dev/zero > /big; touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-size", "/tmp/ready")
+    out = ok(docker_cli("ps", "--size", "--format", "{{.Names}} {{.Size}}",
+                        "--filter", "name=skt12-size")).stdout
+    assert out.startswith("skt12-size 100kB (virtual ")
+    info = json.loads(ok(docker_cli("inspect", "--size", "skt12-size")).stdout)[0]
+    assert info["SizeRw"] == 100000 and info["SizeRootFs"] > 100000
+    ok(d.skiff("rm", "-f", "skt12-size"))
+
+
+def test_health_turns_healthy_then_unhealthy(d, docker_cli):
+    since = str(time.time() - 1)
+    _run(d, "skt12-hc", "touch /tmp/ok; sleep 600", "--health-cmd", "test -f /tmp/ok",
+         "--health-interval", "200ms", "--health-retries", "2")
+
+    def status() -> str:
+        return ok(docker_cli("inspect", "-f", "{{.State.Health.Status}}", "skt12-hc")
+                  ).stdout.strip()
+
+    assert status() in ("starting", "healthy")
+    for _ in range(50):
+        if status() == "healthy":
+            break
+        time.sleep(0.1)
+    assert status() == "healthy"
+    assert "(healthy)" in ok(docker_cli("ps", "--filter", "name=skt12-hc")).stdout
+    ok(d.skiff("exec", "skt12-hc", "rm", "/tmp/ok"))
+    for _ in range(50):
+        if status() == "unhealthy":
+            break
+        time.sleep(0.1)
+    h = json.loads(ok(docker_cli("inspect", "-f", "{{json .State.Health}}", "skt12-hc")).stdout)
+    assert h["Status"] == "unhealthy" and h["FailingStreak"] >= 2 and len(h["Log"]) <= 5
+    assert h["Log"][-1]["ExitCode"] == 1
+    ps = ok(docker_cli("ps", "--filter", "health=unhealthy", "--format", "{{.Names}} {{.Status}}"
+                       )).stdout
+    assert "skt12-hc" in ps and "(unhealthy)" in ps
+    ev = ok(docker_cli("events", "--since", since, "--until", str(time.time()), "--filter",
+                       "container=skt12-hc", "--format", "{{.Action}}")).stdout.split("\n")
+    assert "health_status: healthy" in ev and "health_status: unhealthy" in ev
+    # finished probes do not pile up as execs (the user's rm, maybe one probe in flight),
+    # and docker wait still works
+    assert len(json.loads(ok(docker_cli("inspect", "-f", "{{json .ExecIDs}}", "skt12-hc")
+                             ).stdout) or []) <= 2
+    ok(docker_cli("kill", "skt12-hc"))
+    assert ok(docker_cli("wait", "skt12-hc")).stdout.strip() == "137"
+    ok(d.skiff("rm", "-f", "skt12-hc"))
+
+
+def test_no_healthcheck_and_bad_health_flags(d, docker_cli):
+    r = docker_cli("run", "-d", "--health-cmd", "true", "--health-interval", "1ns", "busybox")
+    assert r.returncode != 0 and "Interval" in r.stderr
+    cid = _run(d, "skt12-nohc", "sleep 600", "--no-healthcheck")
+    info = json.loads(ok(docker_cli("inspect", cid)).stdout)[0]
+    assert "Health" not in info["State"] and info["Config"]["Healthcheck"]["Test"] == ["NONE"]
+    ok(d.skiff("rm", "-f", cid))
+
+
+def test_stats_no_stream_cpu(d, docker_cli):
+    _run(d, "skt12-busy", "while :; do :; done")
+    out = ok(docker_cli("stats", "--no-stream", "--format", "{{.CPUPerc}}", "skt12-busy")
+             ).stdout.strip()
+    assert out.endswith("%") and float(out[:-1]) > 5.0
+    ok(d.skiff("rm", "-f", "skt12-busy"))
+
+
+def test_dockerpy_archive_export_diff_commit(d):
+    docker = pytest.importorskip("docker")
+    cli = d.client()
+    try:
+        ct = cli.containers.run("busybox", ["sh", "-c", "echo x > /tmp/x; sleep 600"],
+                                detach=True, name="skt12-py")
+        for _ in range(100):
+            if ct.exec_run("test -e /tmp/x").exit_code == 0:
+                break
+            time.sleep(0.05)
+        bits, st = ct.get_archive("/tmp/x")
+        assert st["name"] == "x" and st["size"] == 2
+        assert tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("x").read() == b"x\n"
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            ti = tarfile.TarInfo("py.txt")
+            ti.size = 2
+            t.addfile(ti, io.BytesIO(b"py"))
+        assert ct.put_archive("/tmp", buf.getvalue()) is True
+        assert {"Path": "/tmp/py.txt", "Kind": 1} in ct.diff()
+        names = tarfile.open(fileobj=io.BytesIO(b"".join(ct.export()))).getnames()
+        assert "tmp/py.txt" in names
+        img = ct.commit("skt12/py", "t1", changes=["CMD cat /tmp/py.txt"])
+        assert cli.containers.run("skt12/py:t1", remove=True) == b"py"
+        with pytest.raises(docker.errors.NotFound):
+            ct.get_archive("/does/not/exist")
+        with pytest.raises(docker.errors.APIError) as e:
+            ct.put_archive("/tmp/py.txt", buf.getvalue())
+        assert e.value.status_code == 400
+        layers_before = len(os.listdir(d.root / "overlay")) if (d.root / "overlay").exists() \
+            else 0
+        with pytest.raises(docker.errors.APIError) as e:
+            cli.api.commit("skt12-py", repository="Bad Repo!")
+        assert e.value.status_code == 400
+        with pytest.raises(docker.errors.NotFound):
+            cli.api.commit("skt12-nope", repository="skt12/x")
+        after = len(os.listdir(d.root / "overlay")) if (d.root / "overlay").exists() else 0
+        assert after == layers_before  # nothing half-made
+        s = ct.stats(stream=False)
+        assert s["precpu_stats"].get("system_cpu_usage")
+        ct.remove(force=True)
+        cli.images.remove(img.id)
+    finally:
+        cli.close()
+
+
+def test_skiff_cp_diff_export_commit(d, tmp_path):
+    _run(d, "skt12-sk", "echo s > /s.txt; touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-sk", "/tmp/ready")
+    ok(d.skiff("cp", "skt12-sk:/s.txt", str(tmp_path / "s.txt")))
+    assert (tmp_path / "s.txt").read_text() == "s\n"
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "u.txt").write_text("u")
+    ok(d.skiff("cp", str(tmp_path / "up"), "skt12-sk:/tmp/up"))
+    assert ok(d.skiff("exec", "skt12-sk", "cat", "/tmp/up/u.txt")).stdout == "u"
+    assert "A /s.txt" in ok(d.skiff("diff", "skt12-sk")).stdout.splitlines()
+    ok(d.skiff("export", "-o", str(tmp_path / "e.tar"), "skt12-sk"))
+    assert "s.txt" in tarfile.open(tmp_path / "e.tar").getnames()
+    iid = ok(d.skiff("commit", "skt12-sk", "skt12/sk:1")).stdout.strip()
+    assert iid.startswith("sha256:")
+    assert ok(d.skiff("run", "--rm", "skt12/sk:1", "cat", "/s.txt")).stdout == "s\n"
+    ok(d.skiff("rm", "-f", "skt12-sk"))
+    ok(d.skiff("rmi", "skt12/sk:1"))
