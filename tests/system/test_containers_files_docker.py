@@ -274,3 +274,50 @@ def test_skiff_cp_diff_export_commit(d, tmp_path):
     assert ok(d.skiff("run", "--rm", "skt12/sk:1", "cat", "/s.txt")).stdout == "s\n"
     ok(d.skiff("rm", "-f", "skt12-sk"))
     ok(d.skiff("rmi", "skt12/sk:1"))
+
+
+def test_health_state_survives_a_daemon_restart(d):
+    _run(d, "skt12-hcr", "sleep 600", "--health-cmd", "true", "--health-interval", "200ms")
+
+    def health() -> dict:
+        return json.loads(ok(d.skiff("inspect", "-f", "{{json .State.Health}}", "skt12-hcr")
+                             ).stdout)
+
+    for _ in range(50):
+        if health()["Status"] == "healthy":
+            break
+        time.sleep(0.1)
+    before = health()
+    assert before["Status"] == "healthy"
+    d.restart()
+    after = health()
+    assert after["Status"] == "healthy" and after["Log"][0]["Start"] >= before["Log"][0]["Start"]
+    last = after["Log"][-1]["Start"]
+    for _ in range(50):  # probing resumed
+        if health()["Log"][-1]["Start"] > last:
+            break
+        time.sleep(0.1)
+    assert health()["Log"][-1]["Start"] > last
+    ok(d.skiff("rm", "-f", "skt12-hcr"))
+
+
+@pytest.fixture(scope="module")
+def dv(require_root, busybox_image):
+    with Skiffd("skt12b", subnet="10.212.0.64/26", storage_driver="vfs") as dm:
+        dm.load_busybox(busybox_image)
+        yield dm
+
+
+def test_vfs_diff_size_cp_commit(dv, tmp_path):
+    _run(dv, "skt12-vfs", "echo v > /v.txt; rm /bin/vi; touch /tmp/ready; sleep 600")
+    _wait_file(dv, "skt12-vfs", "/tmp/ready")
+    diff = ok(dv.skiff("diff", "skt12-vfs")).stdout.splitlines()
+    assert "A /v.txt" in diff and "D /bin/vi" in diff and "A /tmp/ready" in diff
+    info = json.loads(ok(dv.skiff("inspect", "--size", "skt12-vfs")).stdout)[0]
+    assert info["SizeRw"] == 2
+    ok(dv.skiff("cp", "skt12-vfs:/v.txt", str(tmp_path / "v.txt")))
+    assert (tmp_path / "v.txt").read_text() == "v\n"
+    ok(dv.skiff("commit", "skt12-vfs", "skt12/vfs:1"))
+    r = ok(dv.skiff("run", "--rm", "skt12/vfs:1", "sh", "-c", "cat /v.txt; ls /bin/vi || true"))
+    assert r.stdout == "v\n"
+    ok(dv.skiff("rm", "-f", "skt12-vfs"))
