@@ -47,6 +47,7 @@ class HealthConfig:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     start_period: float = 0.0
+    start_interval: float = 0.0  # probe period while starting within the start period
 
 
 def validate(hc: Any, where: str = "Healthcheck") -> None:
@@ -99,7 +100,7 @@ def config_of(container_config: dict) -> HealthConfig | None:
     return HealthConfig(tuple(argv), sec("Interval", DEFAULT_INTERVAL),
                         sec("Timeout", DEFAULT_TIMEOUT),
                         int(hc.get("Retries") or 0) or DEFAULT_RETRIES,
-                        sec("StartPeriod", 0.0))
+                        sec("StartPeriod", 0.0), sec("StartInterval", 0.0))
 
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -294,7 +295,11 @@ def _loop(m: Any, c: Any, cfg: HealthConfig, gen: int) -> None:
                 and c.state.status in ("running", "paused"))
 
     while True:
-        time.sleep(cfg.interval)
+        wait = cfg.interval
+        if cfg.start_interval and (c.health or {}).get("Status") == STARTING and \
+                time.time() - parse_iso(c.state.started_at) < cfg.start_period:
+            wait = cfg.start_interval  # docker 25's --health-start-interval
+        time.sleep(wait)
         if not alive():
             return
         if c.state.status == "paused":
