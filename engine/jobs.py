@@ -122,13 +122,12 @@ def match_filters(filters: dict[str, list[str]] | None) -> Callable[[dict], bool
 
 
 def _malloc_trim() -> Callable[[int], Any] | None:
-    """glibc's malloc_trim, or None where there is none (musl, other platforms)."""
+    """glibc's malloc_trim, or None where there is none (musl, other platforms). Looked up in
+    the process's own symbols: ctypes.util.find_library would run ldconfig in a subprocess."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 
@@ -143,7 +142,8 @@ class Trimmer:
 
     def __init__(self, idle: float = 1.0, trim: Callable[[int], Any] | None = None) -> None:
         self.idle = idle
-        self._trim = trim if trim is not None else _malloc_trim()
+        self._trim = trim
+        self._lookup = trim is None  # resolved in the trimming thread, on first use
         self._cv = threading.Condition()
         self._last = 0.0
         self._dirty = False
@@ -153,7 +153,7 @@ class Trimmer:
 
     def poke(self) -> None:
         """Something happened: trim after the next quiet `idle` seconds."""
-        if self._trim is None or self._closed:
+        if self._closed or (self._trim is None and not self._lookup):
             return
         with self._cv:
             self._last = time.monotonic()
@@ -177,8 +177,11 @@ class Trimmer:
                     self._cv.wait(left)
                     continue
                 self._dirty = False
+            if self._lookup:
+                self._trim, self._lookup = _malloc_trim(), False
+            if self._trim is None:
+                return
             try:
-                assert self._trim is not None
                 self._trim(0)
                 self.count += 1
             except Exception:  # noqa: BLE001 - only an optimisation
