@@ -47,12 +47,18 @@ def _run(d: Skiffd, name: str, script: str, *extra: str) -> str:
     return r.stdout.strip()
 
 
+def _until(cond, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll with a wall-clock deadline (the VM under TCG is many times slower than here)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def _wait_file(d: Skiffd, name: str, path: str) -> None:
-    for _ in range(100):
-        if d.skiff("exec", name, "test", "-e", path).returncode == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never appeared in {name}")
+    _until(lambda: d.skiff("exec", name, "test", "-e", path).returncode == 0,
+           what=f"{path} in {name}")
 
 
 def test_cp_both_ways_running_and_stopped(d, docker_cli, tmp_path):
@@ -165,17 +171,10 @@ def test_health_turns_healthy_then_unhealthy(d, docker_cli):
                   ).stdout.strip()
 
     assert status() in ("starting", "healthy")
-    for _ in range(50):
-        if status() == "healthy":
-            break
-        time.sleep(0.1)
-    assert status() == "healthy"
+    _until(lambda: status() == "healthy", what="healthy")
     assert "(healthy)" in ok(docker_cli("ps", "--filter", "name=skt12-hc")).stdout
     ok(d.skiff("exec", "skt12-hc", "rm", "/tmp/ok"))
-    for _ in range(50):
-        if status() == "unhealthy":
-            break
-        time.sleep(0.1)
+    _until(lambda: status() == "unhealthy", what="unhealthy")
     h = json.loads(ok(docker_cli("inspect", "-f", "{{json .State.Health}}", "skt12-hc")).stdout)
     assert h["Status"] == "unhealthy" and h["FailingStreak"] >= 2 and len(h["Log"]) <= 5
     assert h["Log"][-1]["ExitCode"] == 1
@@ -217,10 +216,7 @@ def test_dockerpy_archive_export_diff_commit(d):
     try:
         ct = cli.containers.run("busybox", ["sh", "-c", "echo x > /tmp/x; sleep 600"],
                                 detach=True, name="skt12-py")
-        for _ in range(100):
-            if ct.exec_run("test -e /tmp/x").exit_code == 0:
-                break
-            time.sleep(0.05)
+        _until(lambda: ct.exec_run("test -e /tmp/x").exit_code == 0, what="/tmp/x")
         bits, st = ct.get_archive("/tmp/x")
         assert st["name"] == "x" and st["size"] == 2
         assert tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("x").read() == b"x\n"
@@ -283,21 +279,14 @@ def test_health_state_survives_a_daemon_restart(d):
         return json.loads(ok(d.skiff("inspect", "-f", "{{json .State.Health}}", "skt12-hcr")
                              ).stdout)
 
-    for _ in range(50):
-        if health()["Status"] == "healthy":
-            break
-        time.sleep(0.1)
+    _until(lambda: health()["Status"] == "healthy", what="healthy")
     before = health()
     assert before["Status"] == "healthy"
     d.restart()
     after = health()
     assert after["Status"] == "healthy" and after["Log"][0]["Start"] >= before["Log"][0]["Start"]
     last = after["Log"][-1]["Start"]
-    for _ in range(50):  # probing resumed
-        if health()["Log"][-1]["Start"] > last:
-            break
-        time.sleep(0.1)
-    assert health()["Log"][-1]["Start"] > last
+    _until(lambda: health()["Log"][-1]["Start"] > last, what="probing to resume")
     ok(d.skiff("rm", "-f", "skt12-hcr"))
 
 
