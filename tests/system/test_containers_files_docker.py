@@ -310,3 +310,28 @@ def test_vfs_diff_size_cp_commit(dv, tmp_path):
     r = ok(dv.skiff("run", "--rm", "skt12/vfs:1", "sh", "-c", "cat /v.txt; ls /bin/vi || true"))
     assert r.stdout == "v\n"
     ok(dv.skiff("rm", "-f", "skt12-vfs"))
+
+
+def test_health_timeout_and_image_healthcheck_from_commit(d):
+    _run(d, "skt12-hto", "sleep 600", "--health-cmd", "sleep 30", "--health-interval", "200ms",
+         "--health-timeout", "300ms", "--health-retries", "1")
+
+    def health(name: str) -> dict:
+        return json.loads(ok(d.skiff("inspect", "-f", "{{json .State.Health}}", name)).stdout)
+
+    _until(lambda: health("skt12-hto")["Status"] == "unhealthy", what="unhealthy by timeout")
+    last = health("skt12-hto")["Log"][-1]
+    assert last["ExitCode"] == -1 and "exceeded timeout" in last["Output"]
+    n = len(health("skt12-hto")["Log"])
+    _until(lambda: len(health("skt12-hto")["Log"]) >= min(n + 2, 5), what="more probes")
+    # timed-out probes are killed: at most the one in flight is left
+    assert ok(d.skiff("top", "skt12-hto")).stdout.count("sleep 30") <= 1
+    # a HEALTHCHECK committed into an image is what containers of that image run
+    ok(d.skiff("commit", "-c", "HEALTHCHECK --interval=200ms CMD echo probe-out", "skt12-hto",
+               "skt12/hc:1"))
+    ok(d.skiff("rm", "-f", "skt12-hto"))
+    cid = ok(d.skiff("run", "-d", "skt12/hc:1", "sleep", "600")).stdout.strip()
+    _until(lambda: health(cid)["Status"] == "healthy", what="healthy from the image's config")
+    assert health(cid)["Log"][-1]["Output"] == "probe-out\n"
+    ok(d.skiff("rm", "-f", cid))
+    ok(d.skiff("rmi", "skt12/hc:1"))
