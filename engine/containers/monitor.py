@@ -23,6 +23,7 @@ import errno
 import fcntl
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -41,6 +42,7 @@ PR_SET_CHILD_SUBREAPER = 36
 MAX_CLIENT_BUFFER = 8 * 1024 * 1024  # a client further behind than this is dropped
 MAX_STDIN_BUFFER = 1024 * 1024  # input held for a process that does not read yet
 START_TIMEOUT = 120.0  # created but never started: give up
+SPARE_DELAY = 0.15  # the zygote forks the next spare monitor this long after handing one out
 
 
 def _set_subreaper() -> None:
@@ -842,7 +844,13 @@ def zygote(sock_fd: int) -> int:
 
     sock.sendall(b"ready\n")
     spare = new_spare()
+    spare_due = 0.0  # when to fork the next spare (not while the last one creates its container)
     while True:
+        if spare is None and spare_due:
+            r, _, _ = select.select([sock], [], [], max(0.0, spare_due - time.monotonic()))
+            if not r:
+                spare, spare_due = new_spare(), 0.0
+                continue
         try:
             msg, fds = _recv_with_fds(sock)
         except InterruptedError:
@@ -881,7 +889,9 @@ def zygote(sock_fd: int) -> int:
         for fd in fds:
             os.close(fd)
         sock.sendall(b"ok\n")
-        spare = new_spare()  # off the critical path: the daemon already has its answer
+        # the next spare is forked a moment later: a fork now would compete for the CPU with
+        # the monitor that is creating the container (a request meanwhile forks directly)
+        spare_due = time.monotonic() + SPARE_DELAY
 
 
 def main(argv: list[str] | None = None) -> int:
