@@ -32,6 +32,7 @@ import secrets
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ DEFAULT_CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + [
 ]
 MAIN_TABLE = 254
 POOL_NETWORK = "bridge"  # pooled sandboxes are plumbed to the default network's bridge
+POOL_REFILL_DELAY = 0.15  # s after the last claim: refills never compete with a start (burst)
 
 
 def _now() -> str:
@@ -137,6 +139,7 @@ class NetworkDriver:
         self._pool_cond = threading.Condition(self.lock)
         self._pool_thread: threading.Thread | None = None
         self._pool_ipr: Any = None
+        self._last_claim = 0.0
         self._reaper: threading.Thread | None = None
         self._reap_cond = threading.Condition(self.lock)
         self._reaping = False
@@ -764,6 +767,7 @@ class NetworkDriver:
                     doomed = None
                 else:  # someone removed it under us: discard it, take the next one
                     doomed = self._doom(veth=r["veth"], netns=r["netns"])
+            self._last_claim = time.monotonic()
             self._pool_cond.notify_all()
             if doomed is None:
                 return str(r["path"])
@@ -781,6 +785,10 @@ class NetworkDriver:
                     self._pool_cond.wait()
                 if self._closing:
                     return
+                quiet = self._last_claim + POOL_REFILL_DELAY - time.monotonic()
+                if quiet > 0:
+                    self._pool_cond.wait(quiet)
+                    continue
             try:
                 self._pool_fill_one()
                 failures = 0
@@ -928,8 +936,6 @@ class NetworkDriver:
 
     def settle(self, timeout: float = 30.0) -> bool:
         """Wait until no teardown is pending (tests, benchmarks); True when none is."""
-        import time
-
         deadline = time.monotonic() + timeout
         with self.lock:
             while self._reaping or self.conn.execute(
