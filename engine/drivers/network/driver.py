@@ -53,6 +53,7 @@ DEFAULT_CANDIDATES = [f"172.{n}.0.0/16" for n in range(17, 32)] + [
 MAIN_TABLE = 254
 POOL_NETWORK = "bridge"  # pooled sandboxes are plumbed to the default network's bridge
 POOL_REFILL_DELAY = 0.15  # s after the last claim: refills never compete with a start (burst)
+REAP_DELAY = 0.1  # s after the last deferred teardown: removals run once the exits are answered
 
 
 def _now() -> str:
@@ -140,6 +141,7 @@ class NetworkDriver:
         self._pool_thread: threading.Thread | None = None
         self._pool_ipr: Any = None
         self._last_claim = 0.0
+        self._last_doom = 0.0
         self._reaper: threading.Thread | None = None
         self._reap_cond = threading.Condition(self.lock)
         self._reaping = False
@@ -905,6 +907,7 @@ class NetworkDriver:
             if self._closing:
                 self._reap_all()
                 return
+            self._last_doom = time.monotonic()
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap_loop, name="netns-reaper",
                                                 daemon=True)
@@ -920,6 +923,10 @@ class NetworkDriver:
                     self._reap_cond.wait()
                 if self._closing:
                     return
+                quiet = self._last_doom + REAP_DELAY - time.monotonic()
+                if quiet > 0:
+                    self._reap_cond.wait(quiet)
+                    continue
                 ids = [r["id"] for r in self._rows("SELECT id FROM doomed ORDER BY id")]
                 self._reaping = True
             try:
