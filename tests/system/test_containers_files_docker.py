@@ -335,3 +335,19 @@ def test_health_timeout_and_image_healthcheck_from_commit(d):
     assert health(cid)["Log"][-1]["Output"] == "probe-out\n"
     ok(d.skiff("rm", "-f", cid))
     ok(d.skiff("rmi", "skt12/hc:1"))
+
+
+def test_cp_archive_mode_owner_and_named_volume_when_stopped(d, docker_cli, tmp_path):
+    cid = ok(docker_cli("create", "--name", "skt12-own", "--user", "1234:4321", "-v",
+                        "skt12vol:/vol", "busybox", "sleep", "600")).stdout.strip()
+    (tmp_path / "o.txt").write_text("o")
+    ok(docker_cli("cp", "-a", str(tmp_path / "o.txt"), "skt12-own:/tmp/"))
+    ok(docker_cli("cp", str(tmp_path / "o.txt"), "skt12-own:/tmp/plain.txt"))
+    ok(docker_cli("cp", str(tmp_path / "o.txt"), "skt12-own:/vol/"))
+    vol = json.loads(ok(docker_cli("volume", "inspect", "skt12vol")).stdout)[0]["Mountpoint"]
+    assert (Path(vol) / "o.txt").read_text() == "o"  # the volume, not the rootfs under it
+    ok(docker_cli("start", cid))
+    out = ok(d.skiff("exec", cid, "stat", "-c", "%u:%g %n", "/tmp/o.txt", "/tmp/plain.txt"))
+    assert out.stdout.split("\n")[:2] == ["1234:4321 /tmp/o.txt", "0:0 /tmp/plain.txt"]
+    ok(d.skiff("rm", "-f", "-v", cid))
+    d.skiff("volume", "rm", "skt12vol")
