@@ -652,7 +652,7 @@ class ContainerManager:
                 c.network_settings["Networks"] = {"none": _endpoint_settings()}
             return None, etc, pid_ns, ipc_ns
         net = self.network
-        netns = net.create_sandbox(c.id)
+        netns = net.create_sandbox(c.id, network=arg)
         undo.append(lambda: net.delete_sandbox(c.id))
         # placeholders at the paths the driver writes in place once the endpoint exists
         etc = self._write_etc(c, d, hostname, host=False)

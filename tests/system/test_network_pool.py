@@ -152,6 +152,12 @@ def test_pooled_sandbox_on_another_network_gets_its_own_veth(driver_env: dict) -
     assert "10.211.5." in _ns_exec(path, "ip", "-o", "-4", "addr", "show", "eth0")
     d.delete_sandbox("c2")
     assert not Path(path).exists()
+    # a caller that names the network up front gets a plain netns and leaves the pool alone
+    assert _wait(lambda: d.pool_ready() == 1)
+    path3 = d.create_sandbox("c3", network=f"{PREFIX}net")
+    assert "-pool-" not in path3 and d.pool_ready() == 1
+    d.connect("c3", path3, f"{PREFIX}net")
+    d.delete_sandbox("c3")
     d.remove_network(f"{PREFIX}net")
 
 

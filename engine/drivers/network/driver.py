@@ -663,17 +663,22 @@ class NetworkDriver:
         nftables.apply(nftables.build_batch(self.table, nets, ports))
 
     # ------------------------------------------------------------------ sandboxes
-    def create_sandbox(self, container_id: str) -> str:
+    def create_sandbox(self, container_id: str, *, network: str | None = None) -> str:
         """A named netns for the container with lo up; returns its path (idempotent). Taken
-        from the pool when it has one ready (then it already has a veth on the default bridge,
-        which connect() uses; another network replaces it)."""
+        from the pool when it has one ready and `network` (the one the caller will connect to,
+        if it knows) is the default one: then it already has a veth on the default bridge,
+        which connect() uses (another network replaces it)."""
         with self.lock:
             row = self.conn.execute(
                 "SELECT path FROM sandboxes WHERE container_id=?", (container_id,)
             ).fetchone()
             if row is not None and Path(row["path"]).exists():
                 return str(row["path"])
-            pooled = self._claim_pooled(container_id)
+            pooled = (
+                self._claim_pooled(container_id)
+                if network in (None, "", "default", POOL_NETWORK)
+                else None
+            )
             if pooled is not None:
                 return pooled
             name = self._netns_name(container_id)
