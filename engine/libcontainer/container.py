@@ -234,8 +234,10 @@ class Container:
             set_subreaper()
         ch = Channel(fd_passing=s.process.terminal)
         try:
+            hook_state = {"ociVersion": OCI_VERSION, "id": self.id, "bundle": s.bundle,
+                          "annotations": s.annotations}
             pid1 = self._fork_stage1(ch, s, lambda: init_stage2(ch, s, bpf, fifo_fd, stdio,
-                                                                preserve_fds))
+                                                                preserve_fds, hook_state))
             os.close(fifo_fd)
             fifo_fd = -1
             trace("forked")
@@ -256,10 +258,11 @@ class Container:
             self._hooks(name, fatal=True)
 
     def _hooks(self, name: str, fatal: bool) -> None:
-        """OCI hooks run by the runtime (state JSON on stdin). createContainer/startContainer
-        (run inside the container's namespaces) are not supported."""
+        """OCI hooks run by the runtime itself (see hooks.py for the ones the init runs)."""
         hooks = (self.config.get("hooks") or {}).get(name) or []
         if hooks:
+            from .hooks import run_hooks
+
             run_hooks(name, hooks, self.state(), fatal)
 
     def _fork_stage1(self, ch: Channel, s: Spec, stage2: Callable[[], None]) -> int:
@@ -531,26 +534,6 @@ class Container:
         if pid_file:
             _write_pid_file(pid_file, pid)
         return pid
-
-
-def run_hooks(name: str, hooks: list[dict], state: dict, fatal: bool) -> None:
-    import subprocess
-
-    data = json.dumps(state).encode()
-    for i, h in enumerate(hooks):
-        env = dict(e.split("=", 1) for e in h.get("env") or [] if "=" in e)
-        try:
-            r = subprocess.run(h.get("args") or [h["path"]], executable=h["path"], input=data,
-                               env=env, capture_output=True, timeout=h.get("timeout"))
-            err = f"exit status {r.returncode}: {r.stderr.decode(errors='replace').strip()}" \
-                if r.returncode else ""
-        except (OSError, subprocess.TimeoutExpired) as e:
-            err = str(e)
-        if err:
-            msg = f"{name} hook #{i} ({h['path']}) failed: {err}"
-            if fatal:
-                raise SystemError_(msg)
-            os.write(2, f"skiff-runc: warning: {msg}\n".encode())
 
 
 def _write(path: str, data: bytes) -> None:

@@ -253,7 +253,7 @@ def init_stage1(ch: Channel, spec: Spec, stage2: object) -> None:
     try:
         L = spec.linux
         if spec.process is not None:
-            _preimport(spec.process)
+            _preimport(spec.process, spec)
         _join({t: p for t, p in L.namespaces.items() if p})
         newuser = L.namespaces.get("user", 0) is None
         if newuser:
@@ -288,20 +288,25 @@ def init_stage1(ch: Channel, spec: Spec, stage2: object) -> None:
 
 
 def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
-                stdio: tuple[int, int, int] | None, preserve_fds: int = 0) -> None:
-    """The container's pid 1 until execve."""
+                stdio: tuple[int, int, int] | None, preserve_fds: int = 0,
+                hook_state: dict | None = None) -> None:
+    """The container's pid 1 until execve. `hook_state`: the state the in-container OCI hooks
+    (createContainer, startContainer) get on stdin."""
     from . import rootfs
 
     proc = spec.process
     assert proc is not None
     L = spec.linux
-    _preimport(proc)
+    _preimport(proc, spec)
+    state = {**(hook_state or {}), "status": "creating"}
     os.setsid()
     if stdio is not None:
         _install_stdio(stdio)
     new_mntns = "mount" in L.namespaces and L.namespaces["mount"] is None
     if new_mntns:
-        rootfs.setup(spec)
+        rootfs.setup(spec, before_pivot=lambda: _container_hooks("createContainer", spec, state))
+    else:
+        _container_hooks("createContainer", spec, state)
     if spec.hostname:
         sc.sethostname(spec.hostname)
     if spec.domainname:
@@ -343,11 +348,26 @@ def init_stage2(ch: Channel, spec: Spec, bpf: bytes | None, fifo_fd: int,
         os.write(fd, b"0")
         os.close(fd)
         os.close(fifo_fd)
+    if spec.hooks.get("startContainer"):
+        from . import hooks
+
+        try:
+            hooks.in_container("startContainer", spec.hooks, {**state, "status": "created"})
+        except SystemError_ as e:  # the runtime-spec: an error, and the container stops
+            os.write(2, f"skiff-runc: {e}\n".encode())
+            os._exit(1)
     try:
         os.execve(exe, proc.args, _env(proc))
     except OSError as e:
         os.write(2, f"exec {exe}: {e.strerror}\n".encode())
         os._exit(127 if e.errno == 2 else 126)
+
+
+def _container_hooks(name: str, spec: Spec, state: dict) -> None:
+    if spec.hooks.get(name):
+        from . import hooks
+
+        hooks.in_container(name, spec.hooks, state)
 
 
 def _install_stdio(stdio: tuple[int, int, int]) -> None:
@@ -359,11 +379,15 @@ def _install_stdio(stdio: tuple[int, int, int]) -> None:
         os.close(fd)
 
 
-def _preimport(proc: Process) -> None:
-    """Import now what the steps after pivot_root need: the host's stdlib is gone by then."""
+def _preimport(proc: Process, spec: Spec | None = None) -> None:
+    """Import now what the later steps need: after pivot_root the host's stdlib is gone, and
+    in a new user namespace it may be unreadable (e.g. below /root) from the start."""
     import fcntl  # noqa: F401
 
-    from . import capabilities  # noqa: F401
+    from . import (
+        capabilities,  # noqa: F401
+        rootfs,  # noqa: F401
+    )
 
     if proc.rlimits:
         import resource  # noqa: F401
@@ -371,6 +395,10 @@ def _preimport(proc: Process) -> None:
         import socket  # noqa: F401
 
         from . import console  # noqa: F401
+    if spec is not None and (spec.hooks.get("createContainer") or spec.hooks.get("startContainer")):
+        import selectors  # noqa: F401 - subprocess.run(input=...) needs it
+
+        from . import hooks  # noqa: F401
 
 
 def _env(proc: Process) -> dict[str, str]:

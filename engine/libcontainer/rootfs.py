@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from . import syscalls as sc
 from .spec import Mount, Spec
@@ -256,8 +257,10 @@ def _mount_flags(path: str) -> int:
     return f
 
 
-def setup(spec: Spec, console_slave: str | None = None) -> None:
-    """Everything before pivot_root, then pivot_root. Runs in the container's init."""
+def setup(spec: Spec, console_slave: str | None = None,
+          before_pivot: Callable[[], None] | None = None) -> None:
+    """Everything before pivot_root, then pivot_root. Runs in the container's init;
+    `before_pivot` (the createContainer hooks) runs with every mount in place."""
     L = spec.linux
     root = os.path.realpath(spec.root_path)
     sc.mount(None, "/", None, sc.MS_REC | (L.rootfs_propagation or sc.MS_PRIVATE))
@@ -279,6 +282,8 @@ def setup(spec: Spec, console_slave: str | None = None) -> None:
         sc.mount(console_slave, dest, None, sc.MS_BIND)
     if L.rootfs_propagation & (sc.MS_SHARED):
         sc.mount(None, root, None, L.rootfs_propagation)
+    if before_pivot is not None:
+        before_pivot()
     pivot_root(root)
 
 

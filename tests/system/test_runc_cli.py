@@ -582,6 +582,47 @@ def test_hooks_get_state_on_stdin(env, tmp_path):
     assert st["status"] == "created" and st["pid"] > 0
 
 
+def test_in_container_hooks_run_where_the_runtime_spec_says(env, tmp_path):
+    """createContainer: in the container's mount namespace with its mounts in place, before
+    pivot_root (a host path); startContainer: inside the container after `start`, just before
+    the user process (a path in the container), with the container's own pid."""
+    log = tmp_path / "create.log"
+    host_hook = tmp_path / "create.sh"
+    host_hook.write_text(f"#!/bin/sh\n{{ echo \"$(cat)\"; grep -c ' {env.rootfs}/proc ' "
+                         f"/proc/self/mountinfo; }} >> {log}\n")
+    host_hook.chmod(0o755)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "start.sh").write_text("#!/bin/sh\necho \"$(cat)\" > /hooks/start.log\n")
+    (shared / "start.sh").chmod(0o755)
+
+    def mutate(c):
+        c["mounts"].append({"destination": "/hooks", "type": "bind", "source": str(shared),
+                            "options": ["rbind", "rw"]})
+        c["hooks"] = {"createContainer": [{"path": str(host_hook)}],
+                      "startContainer": [{"path": "/hooks/start.sh"}]}
+
+    r = env.run(["sh", "-c", "cat /hooks/start.log"], mutate=mutate)
+    assert r.returncode == 0, r.stderr
+    create_state, proc_mounts = log.read_text().splitlines()
+    st = json.loads(create_state)
+    assert st["status"] == "creating" and st["pid"] == 1 and st["id"] and st["bundle"]
+    assert int(proc_mounts) >= 1  # the container's /proc was already mounted in its rootfs
+    st = json.loads(r.stdout)  # the user process printed what startContainer was given
+    assert st["status"] == "created" and st["pid"] == 1
+
+
+@pytest.mark.parametrize("name", ["createContainer", "startContainer"])
+def test_failing_in_container_hook_stops_the_container(env, name):
+    def mutate(c):
+        c["hooks"] = {name: [{"path": "/bin/false"}]}
+
+    cid, b = env.bundle(["true"], mutate=mutate)
+    r = env.cli("run", "-b", b, cid)
+    assert r.returncode != 0 and f"{name} hook #0 (/bin/false) failed" in r.stderr, r.stderr
+    assert_nothing_left(env, cid)
+
+
 def test_failing_prestart_hook_leaves_nothing(env):
     def mutate(c):
         c["hooks"] = {"prestart": [{"path": "/bin/false"}]}
