@@ -934,7 +934,7 @@ class ContainerManager:
             return
         if record is None:
             record = self._wait_exit_file(c)
-        self._on_exit(c, record)
+        self._on_exit(c, record, remove_here=True)
 
     def _wait_exit_file(self, c: Container, pid: int = 0, timeout: float = 10.0) -> dict:
         """The monitor is gone: its exit file says how the container ended."""
@@ -959,7 +959,9 @@ class ContainerManager:
         return {"ExitCode": 255, "OOMKilled": False, "FinishedAt": now_iso(),
                 "Error": "container monitor exited unexpectedly"}
 
-    def _on_exit(self, c: Container, record: dict) -> None:
+    def _on_exit(self, c: Container, record: dict, remove_here: bool = False) -> None:
+        """Record an exit; remove_here: a --rm container is removed in this thread (the
+        watcher, which has nothing left to do) instead of a new one."""
         with c.lock:
             if c.removed or self._closing:
                 return
@@ -998,7 +1000,9 @@ class ContainerManager:
                 t.daemon = True
                 c.restart_timer = t
                 t.start()
-        if auto_remove:
+        if auto_remove and remove_here:
+            self._auto_remove(c)
+        elif auto_remove:
             threading.Thread(target=self._auto_remove, args=(c,), daemon=True).start()
 
     def _auto_remove(self, c: Container) -> None:

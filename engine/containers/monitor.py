@@ -21,6 +21,7 @@ import array
 import contextlib
 import errno
 import fcntl
+import gc
 import json
 import os
 import select
@@ -822,6 +823,10 @@ def zygote(sock_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_name("skiff-zygote")
     _warm_up()
+    # what the imports made lives as long as every monitor: out of the collector's sight, so
+    # a monitor's collections neither scan it nor copy its pages (copy-on-write) on the way
+    gc.collect()
+    gc.freeze()
     spare: socket.socket | None = None
 
     def new_spare() -> socket.socket | None:
