@@ -508,12 +508,19 @@ class ContainerManager:
                 json.dump(spec, f, indent=1)
             marks.append(("spec", time.monotonic()))
             connector = None
-            if c.pending_connect is not None:  # the endpoint is made while the monitor starts
-                connector = _Background(c.pending_connect)
-                c.pending_connect = None
+
+            def connect_meanwhile() -> None:
+                """The endpoint is made while the monitor creates the container: started once
+                the monitor has its request, so the two threads do not compete for the GIL
+                during the hand-off."""
+                nonlocal connector
+                if c.pending_connect is not None:
+                    connector = _Background(c.pending_connect)
+                    c.pending_connect = None
+
             t_spawn = time.time()
             try:
-                monitor = self._spawn_monitor(c, bundle, xdir)
+                monitor = self._spawn_monitor(c, bundle, xdir, on_spawned=connect_meanwhile)
             finally:
                 if connector is not None:
                     connector.join()  # its undo entries must be in place before any rollback
@@ -737,7 +744,8 @@ class ContainerManager:
         shutil.rmtree(self.xdir_of(c.id), ignore_errors=True)
 
     # ------------------------------------------------------------------ monitor plumbing
-    def _spawn_monitor(self, c: Container, bundle: Path, xdir: Path) -> dict:
+    def _spawn_monitor(self, c: Container, bundle: Path, xdir: Path,
+                       on_spawned: Callable[[], None] | None = None) -> dict:
         driver, max_size, max_file = logmod.parse_log_config(c.host_config.get("LogConfig"))
         cfg = {
             "id": c.id, "bundle": str(bundle), "spec_path": str(bundle / "config.json"),
@@ -771,6 +779,12 @@ class ContainerManager:
             raise
         if w >= 0:
             os.close(w)
+        if on_spawned is not None:
+            try:
+                on_spawned()
+            except BaseException:
+                os.close(r)
+                raise
         with os.fdopen(r, "rb") as f:
             line = _read_line_timeout(f, MONITOR_READY_TIMEOUT)
         if not line:
@@ -980,6 +994,9 @@ class ContainerManager:
                 self.emit(c, "oom")
             self.emit(c, "die", exitCode=code)
             c.exit_gen += 1
+            from .health import stopped
+
+            stopped(c.health)  # docker: probing stopped -> "unhealthy"
             restart = False
             delay = 0.0
             if c.state.status == EXITED and not self._closing:
