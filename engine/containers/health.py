@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import re
-import shlex
 import signal
 import socket
 import struct
@@ -125,7 +124,7 @@ def parse_duration(s: str) -> int:
 
 def parse_healthcheck_instruction(arg: str) -> dict:
     """A Dockerfile HEALTHCHECK argument (`--interval=5s CMD ...`, `NONE`) -> Healthcheck."""
-    words = shlex.split(arg) if not arg.strip().startswith(("CMD [", "[")) else arg.split(" ")
+    words = arg.split()  # only the leading --flag=value words are read; they have no spaces
     hc: dict[str, Any] = {}
     i = 0
     while i < len(words) and words[i].startswith("--"):
@@ -134,6 +133,8 @@ def parse_healthcheck_instruction(arg: str) -> dict:
                "start-interval": "StartInterval", "retries": "Retries"}.get(k)
         if key is None:
             raise InvalidParameter(f"HEALTHCHECK: unknown flag --{k}")
+        if key == "Retries" and not v.isdigit():
+            raise InvalidParameter(f"HEALTHCHECK: --retries needs a number, got {v!r}")
         hc[key] = int(v) if key == "Retries" else parse_duration(v)
         i += 1
     rest = arg.split(None, i)[-1] if i else arg.strip()
@@ -158,8 +159,20 @@ def parse_healthcheck_instruction(arg: str) -> dict:
 
 # ---- the state machine ------------------------------------------------------------------------
 
-def initial() -> dict:
-    return {"Status": STARTING, "FailingStreak": 0, "Log": []}
+def initial(previous: dict | None = None) -> dict:
+    """The state of a new run: starting, no failures; docker keeps the previous run's Log."""
+    return {"Status": STARTING, "FailingStreak": 0,
+            "Log": list((previous or {}).get("Log") or [])}
+
+
+def stopped(health: dict | None) -> None:
+    """The container stopped, so probing stopped: docker then shows "unhealthy" (its
+    CloseMonitorChannel does so "for compatibility reasons"), without a health_status event.
+
+    Docker does the same on pause; here probing just skips paused periods and the status
+    stays what the last probe said (a documented difference)."""
+    if isinstance(health, dict) and health.get("Status") in (STARTING, HEALTHY):
+        health["Status"] = UNHEALTHY
 
 
 def record(health: dict, cfg: HealthConfig, *, exit_code: int, output: str, start: str,
@@ -278,7 +291,7 @@ def start(m: Any, c: Any) -> None:
     with c.lock:
         h = c.health
         if not isinstance(h, dict) or h.get("_StartedAt") != c.state.started_at:
-            h = initial()  # a new run starts over; a re-attached one keeps its state
+            h = initial(h if isinstance(h, dict) else None)  # a re-attached run keeps all
             h["_StartedAt"] = c.state.started_at
             c.health = h
             m._save(c)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.root]
 
 @pytest.fixture(scope="module")
 def d(require_root, busybox_image):
-    with Skiffd("skt12a", subnet="10.212.0.0/26") as dm:
+    with Skiffd("skt14a", subnet="10.214.0.0/26") as dm:
         dm.load_busybox(busybox_image)
         yield dm
 
@@ -193,6 +193,26 @@ def test_health_turns_healthy_then_unhealthy(d, docker_cli):
     ok(d.skiff("rm", "-f", "skt12-hc"))
 
 
+def test_health_unhealthy_when_stopped_starting_again_on_start(d, docker_cli):
+    """docker: stopping a container stops its probes and shows it unhealthy; the next start
+    is "starting" with no failing streak, and the previous run's Log is kept."""
+    _run(d, "skt12-hcs", "sleep 600", "--health-cmd", "true", "--health-interval", "200ms")
+
+    def health() -> dict:
+        return json.loads(ok(docker_cli("inspect", "-f", "{{json .State.Health}}", "skt12-hcs")
+                             ).stdout)
+
+    _until(lambda: health()["Status"] == "healthy", what="healthy")
+    ok(docker_cli("stop", "-t", "0", "skt12-hcs"))
+    h = health()
+    assert h["Status"] == "unhealthy" and h["FailingStreak"] == 0 and h["Log"]
+    ok(docker_cli("start", "skt12-hcs"))
+    h2 = health()
+    assert h2["Status"] in ("starting", "healthy") and h2["Log"][:len(h["Log"])] == h["Log"]
+    _until(lambda: health()["Status"] == "healthy", what="healthy again")
+    ok(d.skiff("rm", "-f", "skt12-hcs"))
+
+
 def test_no_healthcheck_and_bad_health_flags(d, docker_cli):
     r = docker_cli("run", "-d", "--health-cmd", "true", "--health-interval", "1ns", "busybox")
     assert r.returncode != 0 and "Interval" in r.stderr
@@ -292,7 +312,7 @@ def test_health_state_survives_a_daemon_restart(d):
 
 @pytest.fixture(scope="module")
 def dv(require_root, busybox_image):
-    with Skiffd("skt12b", subnet="10.212.0.64/26", storage_driver="vfs") as dm:
+    with Skiffd("skt14b", subnet="10.214.0.64/26", storage_driver="vfs") as dm:
         dm.load_busybox(busybox_image)
         yield dm
 

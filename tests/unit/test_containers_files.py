@@ -266,6 +266,31 @@ def test_health_state_machine() -> None:
     assert not _rec(h, cfg, 1, since=1.0) and h["FailingStreak"] == 1  # healthy: counts
 
 
+def test_health_stop_is_unhealthy_and_a_restart_starts_over_keeping_the_log() -> None:
+    """docker: a stopped container's probing stops and it shows unhealthy; the next run is
+    starting with no failing streak, and keeps the last run's Log."""
+    cfg = hl.HealthConfig(("true",), retries=1)
+    h = hl.initial()
+    _rec(h, cfg, 1)
+    assert h["Status"] == hl.UNHEALTHY
+    hl.stopped(h)
+    assert h["Status"] == hl.UNHEALTHY
+    h2 = hl.initial(h)
+    assert h2["Status"] == hl.STARTING and h2["FailingStreak"] == 0 and len(h2["Log"]) == 1
+    _rec(h2, cfg, 0)
+    hl.stopped(h2)
+    assert h2["Status"] == hl.UNHEALTHY and h2["FailingStreak"] == 0
+    hl.stopped(None)  # no healthcheck: nothing to do
+
+
+def test_health_instruction_errors_are_400() -> None:
+    """A shell command with an apostrophe is fine; a bad --retries is a 400, not a 500."""
+    hc = hl.parse_healthcheck_instruction("--timeout=3s CMD echo it's ok")
+    assert hc["Test"] == ["CMD-SHELL", "echo it's ok"] and hc["Timeout"] == 3 * 10**9
+    with pytest.raises(InvalidParameter, match="retries"):
+        hl.parse_healthcheck_instruction("--retries=two CMD true")
+
+
 def test_health_config_and_suffix() -> None:
     assert hl.config_of({}) is None
     assert hl.config_of({"Healthcheck": {"Test": ["NONE"]}}) is None
