@@ -221,15 +221,17 @@ def rebase_name(path: str) -> str:
 # ---- tar out (fd-relative, never following links) -------------------------------------------
 
 class _TarWalker:
-    def __init__(self, tar: tarfile.TarFile, skip: Callable[[str], bool] | None = None) -> None:
+    """Writes a tree from directory fds. `mounts` maps container paths to the mounts there:
+    the walk enters a mount's source instead of the (empty) mount point in the rootfs, as
+    docker's cp sees the volumes mounted into the container's root."""
+
+    def __init__(self, tar: tarfile.TarFile, mounts: dict[str, Mount] | None = None) -> None:
         self.tar = tar
         self.inodes: dict[tuple[int, int], str] = {}
-        self.skip = skip or (lambda rel: False)
+        self.mounts = mounts or {}
 
     def add(self, pfd: int, name: str, arc: str, cpath: str) -> None:
         """Add `name` (in directory fd `pfd`) as `arc`, recursing into directories."""
-        if self.skip(cpath):
-            return
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -275,11 +277,24 @@ class _TarWalker:
                 self.tar.addfile(info)
             if info.isdir():
                 for child in sorted(os.listdir(fd)):
-                    self.add(fd, child, f"{arc}/{child}" if arc else child,
-                             posixpath.join(cpath, child))
+                    self._child(fd, child, f"{arc}/{child}" if arc else child,
+                                posixpath.join(cpath, child))
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _child(self, pfd: int, name: str, arc: str, cpath: str) -> None:
+        mount = self.mounts.get(cpath)
+        if mount is None:
+            return self.add(pfd, name, arc, cpath)
+        try:
+            mfd, mname = open_parent(locate("/", cpath, [mount]))
+        except OSError:
+            return None  # a mount whose source is gone: nothing to copy
+        try:
+            return self.add(mfd, mname, arc, cpath)
+        finally:
+            os.close(mfd)
 
     @staticmethod
     def _xattrs(fd: int, info: tarfile.TarInfo) -> None:
@@ -313,9 +328,12 @@ class _Exact:
 
 
 def tar_path(pfd: int, name: str, arc: str, out: BinaryIO, cpath: str = "/",
-             skip: Callable[[str], bool] | None = None) -> None:
+             mounts: Sequence[Mount] = ()) -> None:
+    """`name` in `pfd` (container path `cpath`) as `arc`, entering the mounts below it."""
+    below = {_norm(m.destination): m for m in mounts
+             if _norm(m.destination).startswith(cpath.rstrip("/") + "/")}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _TarWalker(tar, skip).add(pfd, name, arc, cpath)
+        _TarWalker(tar, below).add(pfd, name, arc, cpath)
 
 
 def tar_tree(dfd: int, out: BinaryIO) -> None:
@@ -432,10 +450,35 @@ class _CopyApplier(_Applier):
     whiteouts, optional owner rewrite (copyUIDGID) and dir/non-dir overwrite refusal."""
 
     def __init__(self, dest: Path, *, owner: tuple[int, int] | None,
-                 no_overwrite_dir_non_dir: bool) -> None:
+                 no_overwrite_dir_non_dir: bool, cpath: str = "/",
+                 mounts: Sequence[Mount] = ()) -> None:
         super().__init__(dest, "naive", allow_devices=False)
         self.owner = owner
         self.no_overwrite = no_overwrite_dir_non_dir
+        # directory mounts below the destination, by their parts relative to it
+        self.mounts: dict[tuple[str, ...], Mount] = {}
+        for m in mounts:
+            d = _norm(m.destination)
+            if d.startswith(cpath.rstrip("/") + "/") and os.path.isdir(m.source):
+                self.mounts[tuple(p for p in d[len(cpath):].split("/") if p)] = m
+
+    def open_dir(self, parts: tuple[str, ...], member: str, create: bool = True) -> int:
+        """The graph applier's walk, except that a mount point is its mount's source."""
+        m = self.mounts.get(parts)
+        if m is None or parts in self.dir_cache:
+            return super().open_dir(parts, member, create)
+        if not m.rw:
+            raise Forbidden(f"archive entry {member!r}: {m.destination} is mounted read-only")
+        fd = os.open(m.source, _DIR)
+        self.dir_cache[parts] = fd
+        return fd
+
+    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = split_name(m.name)
+        if parts in self.mounts and not m.isdir():
+            raise InvalidParameter(f"archive entry {m.name!r}: cannot replace the mount point "
+                                   f"{self.mounts[parts].destination}")
+        super().member(tar, m)
 
     def whiteout(self, pparts: tuple[str, ...], base: str, name: str) -> None:
         raise LayerError(f"archive entry {name!r}: names starting with .wh. are not supported")
@@ -470,9 +513,11 @@ class _CopyApplier(_Applier):
 
 
 def extract(dest_fd: int, dest_path: str, fileobj: BinaryIO, *,
-            owner: tuple[int, int] | None = None, no_overwrite_dir_non_dir: bool = False) -> None:
-    """Extract a (possibly compressed) tar into the directory open as `dest_fd`."""
-    ap = _CopyApplier(Path(dest_path), owner=owner,
+            owner: tuple[int, int] | None = None, no_overwrite_dir_non_dir: bool = False,
+            cpath: str = "/", mounts: Sequence[Mount] = ()) -> None:
+    """Extract a (possibly compressed) tar into the directory open as `dest_fd` (container
+    path `cpath`; members below a directory mount land in its source)."""
+    ap = _CopyApplier(Path(dest_path), owner=owner, cpath=_norm(cpath), mounts=mounts,
                       no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
     try:
         a, b = os.fstat(ap.root_fd), os.fstat(dest_fd)
@@ -489,6 +534,9 @@ def extract(dest_fd: int, dest_path: str, fileobj: BinaryIO, *,
         except (EOFError, OSError) as e:
             if isinstance(e, OSError) and e.errno in (errno.EROFS,):
                 raise Forbidden("container rootfs is marked read-only") from None
+            if isinstance(e, OSError) and e.errno == errno.EXDEV:
+                raise InvalidParameter(f"archive entry: {e.strerror} (a hard link across "
+                                       "mounts)") from None
             if isinstance(e, EOFError) or e.errno is None:
                 raise InvalidParameter(f"invalid tar archive: {e}") from None
             raise
@@ -509,6 +557,42 @@ def container_mounts(m: Any, c: Any) -> list[Mount]:
         if dest not in dests and (cdir / name).exists():
             out.append(Mount(dest, str(cdir / name), True))
     return out
+
+
+def read_file(root: str, mounts: Sequence[Mount], cpath: str, limit: int = 1 << 20) -> bytes:
+    """The first `limit` bytes of a regular file as the container sees it (b"" otherwise):
+    symlinks resolved inside the container, opened O_NOFOLLOW|O_NONBLOCK (a fifo or a host
+    path never blocks or leaks the daemon)."""
+    try:
+        pfd, name = open_parent(resolve(root, cpath, mounts))
+    except (OSError, NotFound, InvalidParameter):
+        return b""
+    try:
+        fd = os.open(name, _FILE, dir_fd=pfd)
+    except OSError:
+        return b""
+    finally:
+        os.close(pfd)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+
+
+def container_user(root: str, mounts: Sequence[Mount], user: str) -> tuple[int, int]:
+    """(uid, gid) of the container's User from its own /etc/passwd and /etc/group (cp -a).
+
+    Why copies: spec.resolve_user reads <rootfs>/etc/passwd by host path, which follows a
+    container's absolute symlink to the host's file and blocks on a fifo."""
+    import tempfile
+
+    from .spec import resolve_user
+
+    with tempfile.TemporaryDirectory(prefix="skiff-cp-user-") as tmp:
+        os.mkdir(os.path.join(tmp, "etc"))
+        for db in ("passwd", "group"):
+            with open(os.path.join(tmp, "etc", db), "wb") as f:
+                f.write(read_file(root, mounts, f"/etc/{db}"))
+        uid, gid, _ = resolve_user(user, Path(tmp))
+    return uid, gid
 
 
 @contextlib.contextmanager
@@ -582,9 +666,10 @@ class ContainerFS:
             cm.__exit__(None, None, None)
             raise
         arc = rebase_name(path)
+        mounts = container_mounts(self.m, c)
 
         def write(out: BinaryIO) -> None:
-            tar_path(pfd, name, arc, out, r.path)
+            tar_path(pfd, name, arc, out, r.path, mounts)
 
         def done() -> None:
             os.close(pfd)
@@ -597,7 +682,8 @@ class ContainerFS:
         c = self.m.get(ref)
         path = self._path_arg(path)
         with mounted_rootfs(self.m, c) as root:
-            r = resolve(root, path, container_mounts(self.m, c), follow_last=True)
+            mounts = container_mounts(self.m, c)
+            r = resolve(root, path, mounts, follow_last=True)
             try:
                 fd = open_dir(r)
             except FileNotFoundError:
@@ -614,11 +700,8 @@ class ContainerFS:
                     raise Forbidden("container rootfs is marked read-only")
                 owner = None
                 if copy_uid_gid:
-                    from .spec import resolve_user
-
-                    uid, gid, _ = resolve_user(c.config.get("User") or "", Path(root))
-                    owner = (uid, gid)
-                extract(fd, r.host, body, owner=owner,
+                    owner = container_user(root, mounts, c.config.get("User") or "")
+                extract(fd, r.host, body, owner=owner, cpath=r.path, mounts=mounts,
                         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
             finally:
                 os.close(fd)

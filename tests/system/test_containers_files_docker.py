@@ -126,6 +126,31 @@ def test_cp_into_a_bind_mount_and_read_only_rootfs(d, docker_cli, tmp_path):
     ok(d.skiff("rm", "-f", "skt12-vol"))
 
 
+def test_cp_reaches_volumes_and_etc_files_below_the_path(d, docker_cli, tmp_path):
+    """As docker (which mounts the volumes into the rootfs for cp): `cp c:/srv` holds the bind
+    mount at /srv/vol and `cp c:/etc` the container's own hosts file; a directory copied into
+    /srv lands in the bind mount, where the container sees it."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "in-volume.txt").write_text("v")
+    _run(d, "skt12-nest", "mkdir -p /srv; echo r > /srv/r.txt; sleep 600",
+         "-v", f"{vol}:/srv/vol", "--add-host", "skt12-peer:10.214.0.9")
+    _wait_file(d, "skt12-nest", "/srv/r.txt")
+    out = tmp_path / "out"
+    ok(docker_cli("cp", "skt12-nest:/srv", str(out)))
+    assert (out / "vol" / "in-volume.txt").read_text() == "v"
+    assert (out / "r.txt").read_text() == "r\n"
+    ok(docker_cli("cp", "skt12-nest:/etc", str(tmp_path / "etc")))
+    assert "skt12-peer" in (tmp_path / "etc" / "hosts").read_text()
+    src = tmp_path / "src"
+    (src / "vol" / "deep").mkdir(parents=True)
+    (src / "vol" / "deep" / "n.txt").write_text("n")
+    ok(docker_cli("cp", f"{src}/.", "skt12-nest:/srv"))
+    assert (vol / "deep" / "n.txt").read_text() == "n"
+    assert ok(d.skiff("exec", "skt12-nest", "cat", "/srv/vol/deep/n.txt")).stdout == "n"
+    ok(d.skiff("rm", "-f", "skt12-nest"))
+
+
 def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
     _run(d, "skt12-com", "echo new > /new.txt; rm /bin/vi; echo more >> /etc/passwd; "
          "touch /tmp/ready; sleep 600")

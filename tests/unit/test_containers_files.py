@@ -15,7 +15,7 @@ from engine.containers import archive as ar
 from engine.containers import changes as ch
 from engine.containers import health as hl
 from engine.containers.commit import commit_config
-from engine.errors import InvalidParameter, NotFound
+from engine.errors import Forbidden, InvalidParameter, NotFound
 
 # ---- resolution -------------------------------------------------------------------------------
 
@@ -383,3 +383,96 @@ def test_missing_path_is_404_through_container_fs(tmp_path: Path) -> None:
         fs.stat("c", "/nope")
     with pytest.raises(InvalidParameter, match="path is required"):
         fs.stat("c", "")
+
+
+class _MP:
+    def __init__(self, destination: str, source: Path, rw: bool = True) -> None:
+        self.type, self.destination, self.source, self.rw = "bind", destination, str(source), rw
+
+
+def _container_fs(root: Path, mounts: list | tuple = (), user: str = "") -> ar.ContainerFS:
+    """ContainerFS over a fake manager whose one container's rootfs is `root`."""
+    import threading
+
+    class C:
+        id, name, removed = "c" * 64, "/c", False
+        host_config: dict = {}
+
+        class state:
+            status = "running"
+
+        lock = threading.RLock()
+
+    C.mounts = list(mounts)  # type: ignore[attr-defined]
+    C.config = {"User": user}  # type: ignore[attr-defined]
+
+    class M:
+        class graph:
+            @staticmethod
+            def mount(cid: str) -> Path:
+                return root
+
+            @staticmethod
+            def unmount(cid: str) -> None:
+                pass
+
+        def get(self, ref: str) -> C:
+            return C()
+
+        def cdir_of(self, cid: str) -> Path:
+            return root / "nonexistent-cdir"
+
+    return ar.ContainerFS(M())
+
+
+def _get(fs: ar.ContainerFS, path: str) -> dict[str, bytes | None]:
+    _, chunks = fs.get_archive("c", path)
+    data = b"".join(c for c in chunks if c)
+    with tarfile.open(fileobj=io.BytesIO(data)) as t:
+        return {m.name: (t.extractfile(m).read() if m.isreg() else None)  # type: ignore[union-attr]
+                for m in t}
+
+
+def test_cp_reaches_dir_mounts_below_the_path_both_ways(tmp_path: Path) -> None:
+    """docker mounts the volumes into the rootfs for cp: `cp c:/data` includes the volume at
+    /data/vol, and a tar into /data writes vol/... into the volume, not under its mount point;
+    a read-only one refuses, and a member cannot replace a mount point."""
+    root = tmp_path / "root"
+    (root / "data" / "vol").mkdir(parents=True)
+    (root / "data" / "ro").mkdir()
+    (root / "data" / "own.txt").write_text("rootfs")
+    vol, ro = tmp_path / "vol", tmp_path / "ro"
+    vol.mkdir()
+    ro.mkdir()
+    (vol / "v.txt").write_text("volume")
+    fs = _container_fs(root, [_MP("/data/vol", vol), _MP("/data/ro", ro, rw=False)])
+    got = _get(fs, "/data")
+    assert got["data/vol/v.txt"] == b"volume" and got["data/own.txt"] == b"rootfs"
+    fs.put_archive("c", "/data", io.BytesIO(_tar(("vol/sub", None), ("vol/sub/n.txt", b"n"))))
+    assert (vol / "sub" / "n.txt").read_text() == "n"
+    assert not (root / "data" / "vol" / "sub").exists()
+    with pytest.raises(Forbidden):
+        fs.put_archive("c", "/data", io.BytesIO(_tar(("ro/x", b"x"))))
+    assert not (ro / "x").exists() and not (root / "data" / "ro" / "x").exists()
+    with pytest.raises(InvalidParameter, match="mount point"):
+        fs.put_archive("c", "/data", io.BytesIO(_tar(("vol", b"not a dir"))))
+    assert (vol / "v.txt").exists() and (root / "data" / "vol").is_dir()
+
+
+def test_cp_archive_owner_reads_the_containers_passwd_not_the_hosts(tmp_path: Path) -> None:
+    """`cp -a` looks the container's User up in the container's /etc/passwd: an absolute
+    symlink there is the container's path, never a host file (nor a fifo that blocks)."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "passwd").write_text("evil:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").symlink_to(host / "passwd")
+    (root / "etc" / "group").symlink_to(host / "passwd")
+    fs = _container_fs(root, user="evil")
+    with pytest.raises(InvalidParameter, match="unable to find user evil"):
+        fs.put_archive("c", "/", io.BytesIO(_tar(("f", b"x"))), copy_uid_gid=True)
+    (root / "etc" / "passwd").unlink()
+    os.mkfifo(root / "etc" / "passwd")
+    with pytest.raises(InvalidParameter, match="unable to find user evil"):
+        fs.put_archive("c", "/", io.BytesIO(_tar(("f", b"x"))), copy_uid_gid=True)
