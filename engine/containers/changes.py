@@ -33,22 +33,22 @@ def _is_opaque(path: Path) -> bool:
         return False
 
 
-def _walk(root: Path, rel: str = "") -> Iterable[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything under root, parents before children, sorted."""
-    d = root / rel if rel else root
-    try:
-        names = sorted(os.listdir(d))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for n in names:
-        r = f"{rel}/{n}" if rel else n
-        try:
-            st = os.lstat(root / r)
-        except FileNotFoundError:
-            continue
-        yield r, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, r)
+def _walk(root: Path) -> Iterable[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything under root, parents before children.
+
+    Why os.fwalk: a running container can swap a directory of its upper dir for a symlink to
+    the host's / between a stat and a listdir; fwalk holds directory fds and enters only the
+    directory it stat'ed, so the host's files are never listed or sized."""
+    for dirpath, dirs, files, dfd in os.fwalk(root):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, root)
+        prefix = "" if rel == "." else rel + "/"
+        for n in sorted(dirs + files):
+            try:
+                st = os.stat(n, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield prefix + n, st
 
 
 def _in_lowers(lowers: list[Path], rel: str,

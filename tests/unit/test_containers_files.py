@@ -476,3 +476,31 @@ def test_cp_archive_owner_reads_the_containers_passwd_not_the_hosts(tmp_path: Pa
     os.mkfifo(root / "etc" / "passwd")
     with pytest.raises(InvalidParameter, match="unable to find user evil"):
         fs.put_archive("c", "/", io.BytesIO(_tar(("f", b"x"))), copy_uid_gid=True)
+
+
+def test_diff_walk_never_follows_a_directory_swapped_for_a_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running container can swap a directory of its upper dir for a symlink to / while
+    `docker diff` (or ?size=1) walks it: the walk must not list or size the host's files.
+    The swap is made deterministic: right after the walk has stat'ed `d` as a directory."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "HOST-SECRET").write_text("x" * 1000)
+    upper = tmp_path / "upper"
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "f").write_text("f")
+    real_stat, real_lstat = os.stat, os.lstat
+    swapped: list[bool] = []
+
+    def swap_after(result: os.stat_result, name: object) -> os.stat_result:
+        if str(name).endswith("d") and stat.S_ISDIR(result.st_mode) and not swapped:
+            swapped.append(True)
+            os.rename(upper / "d", upper / "d.real")
+            os.symlink(host, upper / "d")
+        return result
+
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: swap_after(real_stat(p, *a, **k), p))
+    monkeypatch.setattr(os, "lstat", lambda p, *a, **k: swap_after(real_lstat(p, *a, **k), p))
+    names = [rel for rel, _ in ch._walk(upper)]
+    monkeypatch.undo()
+    assert swapped and not any("HOST-SECRET" in n for n in names), names
