@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.common import Series, interleave, table
 
 REPO = Path(__file__).resolve().parent.parent
+KEEP_FROM = "## Where the time goes"  # from this heading on, the output file is kept as it is
 
 
 def run_cmd(argv: list[str], **kw) -> Callable[[], None]:
@@ -254,8 +255,14 @@ def main(argv: list[str]) -> int:
         "\n".join(mem),
         "",
     ])
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept = ""
+    if out.exists():  # a hand-written analysis after the tables survives a re-run
+        old = out.read_text()
+        i = old.find("\n" + KEEP_FROM)
+        kept = old[i:] if i >= 0 else ""
+    out.write_text(text + kept)
     print(text)
     return 0
 
