@@ -5,6 +5,11 @@ the graph like any pulled layer, so the new image's parent chain is the containe
 plus one; the config is the image's with the container's runtime config (and --change
 instructions) in it, one more diff ID and one more history entry. Everything is undone on
 failure: the spooled diff is a temp file, and a layer no image stands on is pruned.
+
+A running container is always frozen while its layer is read, also with docker's
+`--pause=false`: the graph driver writes the layer tar by path, so a container that swaps a
+file for a symlink to a host file meanwhile would get the host's file into the image (the
+commit twin of CVE-2018-15664). The freeze lasts only the diff, as with docker's default.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import copy
 import json
 import shlex
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +56,24 @@ def commit_config(container_config: dict, override: dict | None, changes: list[s
     return cfg
 
 
+@contextlib.contextmanager
+def _frozen(m: Any, c: Any) -> Iterator[None]:
+    """The container frozen (if it runs) while its layer is read; 409 if it cannot be."""
+    if c.state.status != "running":
+        yield
+        return
+    try:
+        m.driver.pause(c.id)
+    except Exception as e:  # noqa: BLE001 - any failure means no safe diff
+        raise Conflict(f"cannot commit container {c.id}: could not freeze it to read its "
+                       f"layer ({e})") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            m.driver.resume(c.id)
+
+
 def commit(m: Any, ref: str, *, repo: str = "", tag: str = "", comment: str = "",
            author: str = "", changes: list[str] | None = None, pause: bool = True,
            config: dict | None = None) -> str:
@@ -76,18 +100,10 @@ def commit(m: Any, ref: str, *, repo: str = "", tag: str = "", comment: str = ""
     g = m.graph
     image = g.get(c.image_id)
     parent_chain = g.rw_layer_chain(c.id)
-    paused = False
+    del pause  # always frozen: see the module docstring
     with tempfile.TemporaryFile(dir=g.blobs.tmp, prefix="commit-") as spool:
-        try:
-            if pause and c.state.status == "running":
-                with contextlib.suppress(Exception):
-                    m.driver.pause(c.id)
-                    paused = True
+        with _frozen(m, c):
             g.rw_layer_diff(c.id, spool)
-        finally:
-            if paused:
-                with contextlib.suppress(Exception):
-                    m.driver.resume(c.id)
         spool.flush()
 
         class _Reopen:

@@ -171,8 +171,12 @@ def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
     base = json.loads(ok(docker_cli("image", "inspect", "busybox")).stdout)[0]
     assert img["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
     assert len(img["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1
+    # --pause=false still freezes for the diff (safety), and the container runs on after
+    ok(docker_cli("commit", "--pause=false", "skt12-com", "skt12/committed:v2"))
+    st = json.loads(ok(docker_cli("inspect", "-f", "{{json .State}}", "skt12-com")).stdout)
+    assert st["Status"] == "running" and not st["Paused"]
     ok(d.skiff("rm", "-f", "skt12-com"))
-    ok(docker_cli("rmi", "skt12/committed:v1"))
+    ok(docker_cli("rmi", "skt12/committed:v1", "skt12/committed:v2"))
 
 
 def test_ps_size(d, docker_cli):

@@ -15,7 +15,7 @@ from engine.containers import archive as ar
 from engine.containers import changes as ch
 from engine.containers import health as hl
 from engine.containers.commit import commit_config
-from engine.errors import Forbidden, InvalidParameter, NotFound
+from engine.errors import Conflict, Forbidden, InvalidParameter, NotFound
 
 # ---- resolution -------------------------------------------------------------------------------
 
@@ -504,3 +504,72 @@ def test_diff_walk_never_follows_a_directory_swapped_for_a_symlink(
     names = [rel for rel, _ in ch._walk(upper)]
     monkeypatch.undo()
     assert swapped and not any("HOST-SECRET" in n for n in names), names
+
+
+def _commit_fakes(tmp_path: Path, status: str, pause_ok: bool = True):
+    """A manager whose rw_layer_diff records whether the container was frozen, then stops."""
+    events: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    class C:
+        id, name, config, image_id = "c" * 64, "/c", {"Cmd": ["sh"]}, "sha256:" + "i" * 64
+
+        class state:
+            pass
+
+    C.state.status = status
+
+    class Driver:
+        def pause(self, cid: str) -> None:
+            if not pause_ok:
+                raise OSError("freezer broken")
+            events.append("pause")
+
+        def resume(self, cid: str) -> None:
+            events.append("resume")
+
+    class G:
+        class blobs:
+            tmp = tmp_path
+
+        def get(self, iid: str) -> object:
+            return object()
+
+        def rw_layer_chain(self, cid: str) -> None:
+            return None
+
+        def rw_layer_diff(self, cid: str, out: object) -> None:
+            events.append("diff")
+            raise Stop
+
+    class M:
+        graph, driver = G(), Driver()
+
+        def get(self, ref: str) -> C:
+            return C()
+
+    return M(), events, Stop
+
+
+@pytest.mark.parametrize("pause", [True, False])
+def test_commit_freezes_a_running_container_while_reading_its_layer(
+        tmp_path: Path, pause: bool) -> None:
+    """The graph writes the layer tar by path: a running container swapping a file for a
+    symlink to a host file meanwhile would put the host's file in the image. So the diff is
+    always taken frozen (pause=false too), and a failed freeze is a 409, not a silent race."""
+    from engine.containers.commit import commit
+
+    m, events, stop = _commit_fakes(tmp_path, "running")
+    with pytest.raises(stop):
+        commit(m, "c", pause=pause)
+    assert events == ["pause", "diff", "resume"]
+    m, events, stop = _commit_fakes(tmp_path, "exited")
+    with pytest.raises(stop):
+        commit(m, "c", pause=pause)
+    assert events == ["diff"]
+    m, events, stop = _commit_fakes(tmp_path, "running", pause_ok=False)
+    with pytest.raises(Conflict, match="freeze"):
+        commit(m, "c", pause=pause)
+    assert events == []
