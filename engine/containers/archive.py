@@ -11,6 +11,19 @@ archives are extracted with the graph's fd-relative applier (engine/graph/archiv
 
 The root filesystem is taken with the graph's reference-counted mount, so the same code serves
 running and stopped containers: a stopped one is mounted for the copy and unmounted after.
+Volumes and bind mounts below the copied path are entered both ways, as docker (which mounts
+them into the rootfs for cp) does; `cp -a` looks the user up in the container's own
+/etc/passwd, read with the same resolution (never a host file, never blocking on a fifo).
+
+Where this differs from docker (known, kept small on purpose):
+- tmpfs mounts (--tmpfs, /dev/shm) live only in the container's mount namespace: cp sees the
+  empty mount point under them. (Reaching them would mean walking from /proc/<pid>/root.)
+- cp into a directory holding a file mount (/etc/hosts) replaces the rootfs's file under the
+  bind mount, not the mounted file; directory mounts are written through.
+- a tar member whose parent is a symlink in the container is refused (docker extracts in a
+  chroot and follows it there). The docker CLI sends directory entries first, and those
+  replace such a symlink (or fail with noOverwriteDirNonDir) in both.
+- device nodes and `.wh.` names in a tar copied in are refused (docker creates them).
 """
 
 from __future__ import annotations
@@ -485,6 +498,9 @@ class _CopyApplier(_Applier):
 
     def apply(self, tar: tarfile.TarFile) -> None:
         for m in tar:
+            m.name = m.name.lstrip("/")  # docker joins names to the destination: "/x" is "x"
+            if m.islnk():
+                m.linkname = m.linkname.lstrip("/")
             if self.owner is not None:
                 m.uid, m.gid = self.owner
             if self.no_overwrite:
