@@ -57,8 +57,8 @@ def rebase(members: Iterator[tarfile.TarInfo], old: str, new: str) -> Iterator[t
     """Rename the archive's top entry `old` (and everything under it) to `new`."""
     for m in members:
         name = m.name
-        if old and old != "." and (name == old or name.startswith(old + "/")):
-            name = new + name[len(old):]
+        if old == "/" or old and old != "." and (name == old or name.startswith(old + "/")):
+            name = rebase_name(name, old, new)
         elif old == "." and new:
             name = new + "/" + name if _clean_member(name) else new
         cleaned = _clean_member(name)
@@ -82,6 +82,8 @@ def extract_local(chunks: Iterator[bytes], into: str, old: str, new: str,
 
 
 def rebase_name(name: str, old: str, new: str) -> str:
+    if old == "/":  # the root's entries are "/", "/etc", ... (docker's layout)
+        return (new.rstrip("/") + "/" if new.strip("/") else "") + name.lstrip("/")
     if old and old != "." and (name == old or name.startswith(old + "/")):
         return new + name[len(old):]
     return name

@@ -224,11 +224,11 @@ def stat_header(d: dict) -> str:
 
 
 def rebase_name(path: str) -> str:
-    """docker's filepath.Base of the path with a trailing '/.' kept ('.' copies contents)."""
+    """docker's filepath.Base of the path with a trailing '/.' kept ('.' copies contents);
+    "/" for the root, whose entries are then "/", "/etc", ... as docker's."""
     if path.endswith("/.") or path == ".":
         return "."
-    base = posixpath.basename(_norm(path))
-    return base or "."
+    return posixpath.basename(_norm(path)) or "/"
 
 
 # ---- tar out (fd-relative, never following links) -------------------------------------------
@@ -290,7 +290,7 @@ class _TarWalker:
                 self.tar.addfile(info)
             if info.isdir():
                 for child in sorted(os.listdir(fd)):
-                    self._child(fd, child, f"{arc}/{child}" if arc else child,
+                    self._child(fd, child, posixpath.join(arc, child) if arc else child,
                                 posixpath.join(cpath, child))
         finally:
             if fd >= 0:

@@ -151,6 +151,19 @@ def test_cp_reaches_volumes_and_etc_files_below_the_path(d, docker_cli, tmp_path
     ok(d.skiff("rm", "-f", "skt12-nest"))
 
 
+def test_cp_of_the_root_directory(d, docker_cli, tmp_path):
+    """`cp c:/ out` makes out/ with the root's contents (hard links kept), with docker's CLI
+    (whose rebase wrote "out./..." from entries named "./...") and with skiff."""
+    _run(d, "skt12-root", "echo a > /tmp/a; ln /tmp/a /tmp/b; touch /tmp/ready; sleep 600")
+    _wait_file(d, "skt12-root", "/tmp/ready")
+    for cli, out in ((docker_cli, tmp_path / "out"), (d.skiff, tmp_path / "out2")):
+        ok(cli("cp", "skt12-root:/", str(out)))
+        assert (out / "tmp" / "a").read_text() == "a\n" and (out / "bin" / "busybox").exists()
+        assert os.path.samefile(out / "tmp" / "a", out / "tmp" / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out2"]
+    ok(d.skiff("rm", "-f", "skt12-root"))
+
+
 def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
     _run(d, "skt12-com", "echo new > /new.txt; rm /bin/vi; echo more >> /etc/passwd; "
          "touch /tmp/ready; sleep 600")

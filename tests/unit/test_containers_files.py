@@ -96,7 +96,7 @@ def test_stat_header_shapes(root: Path) -> None:
     ln = ar.path_stat("abs", os.lstat(root / "tmp" / "abs"), "/etc")
     assert ln["mode"] & ar.GO_SYMLINK and ln["linkTarget"] == "/etc"
     assert ar.rebase_name("/etc/.") == "." and ar.rebase_name("/etc/") == "etc"
-    assert ar.rebase_name("/") == "."
+    assert ar.rebase_name("/") == "/"  # docker: filepath.Base("/")
 
 
 # ---- tar out / in -------------------------------------------------------------------------------
@@ -582,3 +582,23 @@ def test_commit_freezes_a_running_container_while_reading_its_layer(
     with pytest.raises(Conflict, match="freeze"):
         commit(m, "c", pause=pause)
     assert events == []
+
+
+def test_cp_of_the_root_uses_dockers_layout(tmp_path: Path) -> None:
+    """GET archive of "/" names entries "/", "/etc", ... (docker's rebase of "." to "/"): the
+    docker CLI puts them under the destination by prefixing its name ("out" + "/etc"), so
+    "./etc" made it write "out./etc". The skiff client takes the same layout."""
+    from engine.client import copy as cp
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0\n")
+    info, chunks = _container_fs(root).get_archive("c", "/")
+    data = b"".join(c for c in chunks if c)
+    assert info["name"] == "/"
+    assert _names(data) == ["", "/etc", "/etc/passwd"]  # tarfile reads "/" back as ""
+    ms = list(tarfile.open(fileobj=io.BytesIO(data)))
+    assert [m.name for m in cp.rebase(iter(ms), "/", "out")] == ["out", "out/etc",
+                                                                 "out/etc/passwd"]
+    ms = list(tarfile.open(fileobj=io.BytesIO(data)))
+    assert [m.name for m in cp.rebase(iter(ms), "/", "/")] == ["etc", "etc/passwd"]
