@@ -18,8 +18,8 @@ them into the rootfs for cp) does; `cp -a` looks the user up in the container's 
 Where this differs from docker (known, kept small on purpose):
 - tmpfs mounts (--tmpfs, /dev/shm) live only in the container's mount namespace: cp sees the
   empty mount point under them. (Reaching them would mean walking from /proc/<pid>/root.)
-- cp into a directory holding a file mount (/etc/hosts) replaces the rootfs's file under the
-  bind mount, not the mounted file; directory mounts are written through.
+- a tar entry naming a file mount (/etc/hosts) is refused (docker: EBUSY), not written
+  through; directory mounts are written through.
 - a tar member whose parent is a symlink in the container is refused (docker extracts in a
   chroot and follows it there). The docker CLI sends directory entries first, and those
   replace such a symlink (or fail with noOverwriteDirNonDir) in both.
@@ -468,17 +468,17 @@ class _CopyApplier(_Applier):
         super().__init__(dest, "naive", allow_devices=False)
         self.owner = owner
         self.no_overwrite = no_overwrite_dir_non_dir
-        # directory mounts below the destination, by their parts relative to it
+        # mounts below the destination, by their parts relative to it
         self.mounts: dict[tuple[str, ...], Mount] = {}
         for m in mounts:
             d = _norm(m.destination)
-            if d.startswith(cpath.rstrip("/") + "/") and os.path.isdir(m.source):
+            if d.startswith(cpath.rstrip("/") + "/"):
                 self.mounts[tuple(p for p in d[len(cpath):].split("/") if p)] = m
 
     def open_dir(self, parts: tuple[str, ...], member: str, create: bool = True) -> int:
         """The graph applier's walk, except that a mount point is its mount's source."""
         m = self.mounts.get(parts)
-        if m is None or parts in self.dir_cache:
+        if m is None or parts in self.dir_cache or not os.path.isdir(m.source):
             return super().open_dir(parts, member, create)
         if not m.rw:
             raise Forbidden(f"archive entry {member!r}: {m.destination} is mounted read-only")
@@ -487,8 +487,10 @@ class _CopyApplier(_Applier):
         return fd
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        """A directory mount is entered; any other entry naming a mount point is refused (a
+        file mount like /etc/hosts too: replacing the file under it would be invisible)."""
         parts = split_name(m.name)
-        if parts in self.mounts and not m.isdir():
+        if parts in self.mounts and not (m.isdir() and os.path.isdir(self.mounts[parts].source)):
             raise InvalidParameter(f"archive entry {m.name!r}: cannot replace the mount point "
                                    f"{self.mounts[parts].destination}")
         super().member(tar, m)

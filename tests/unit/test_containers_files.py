@@ -602,3 +602,19 @@ def test_cp_of_the_root_uses_dockers_layout(tmp_path: Path) -> None:
                                                                  "out/etc/passwd"]
     ms = list(tarfile.open(fileobj=io.BytesIO(data)))
     assert [m.name for m in cp.rebase(iter(ms), "/", "/")] == ["etc", "etc/passwd"]
+
+
+def test_cp_onto_a_file_mount_is_refused_not_hidden(tmp_path: Path) -> None:
+    """A tar entry for /etc/hosts (a bind-mounted file) would replace the rootfs's file under
+    the mount, where nobody sees it, and report success; docker fails there (EBUSY)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hosts").write_text("")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    fs = _container_fs(root, [_MP("/etc/hosts", hosts)])
+    with pytest.raises(InvalidParameter, match="mount point"):
+        fs.put_archive("c", "/etc", io.BytesIO(_tar(("hosts", b"evil"))))
+    with pytest.raises(InvalidParameter, match="mount point"):
+        fs.put_archive("c", "/", io.BytesIO(_tar(("etc", None), ("etc/hosts", b"evil"))))
+    assert hosts.read_text() == "127.0.0.1 localhost\n" and (root / "etc" / "hosts").exists()
