@@ -548,7 +548,8 @@ def extract(dest_fd: int, dest_path: str, fileobj: BinaryIO, *,
             raise InvalidParameter(f"invalid tar archive: {e}") from None
         except LayerError as e:
             raise InvalidParameter(str(e).replace("layer entry", "archive entry").replace(
-                "the layer directory", "the destination directory")) from None
+                "the layer directory", "the destination directory").replace(
+                "in image layers", "in a copy into a container")) from None
         except (EOFError, OSError) as e:
             if isinstance(e, OSError) and e.errno in (errno.EROFS,):
                 raise Forbidden("container rootfs is marked read-only") from None

@@ -188,11 +188,19 @@ def test_extract_no_overwrite_dir_non_dir(tmp_path: Path) -> None:
     assert (dest / "file").read_text() == "new"
 
 
-def test_extract_refuses_whiteout_names(tmp_path: Path) -> None:
+def test_extract_refuses_whiteout_names_and_devices(tmp_path: Path) -> None:
     (tmp_path / "keep").write_text("k")
     with pytest.raises(InvalidParameter, match=".wh."):
         _extract(tmp_path, _tar((".wh.keep", b"")))
     assert (tmp_path / "keep").exists()
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w") as t:
+        ti = tarfile.TarInfo("null")
+        ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 3
+        t.addfile(ti)
+    with pytest.raises(InvalidParameter, match="archive entry 'null': character device 1:3 is "
+                                               "not allowed in a copy into a container"):
+        _extract(tmp_path, b.getvalue())
 
 
 # ---- changes ----------------------------------------------------------------------------------
