@@ -171,6 +171,7 @@ def main(argv: list[str]) -> int:
     from tests.system.daemon import Skiffd
 
     img = busybox.build() / "docker-save.tar"
+    load_before = os.getloadavg()[0]
     import ipaddress
 
     lower, upper = ipaddress.IPv4Network(a.subnet).subnets(new_prefix=25)
@@ -238,7 +239,8 @@ def main(argv: list[str]) -> int:
         "client command; absolute numbers are noisy on a shared machine, compare ratios.",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-        f"{os.uname().release}, {os.cpu_count()} CPUs.",
+        f"{os.uname().release}, {os.cpu_count()} CPUs, load average {load_before:.1f} before "
+        f"and {os.getloadavg()[0]:.1f} after the run.",
         "",
         "## `run --rm busybox true`",
         "",
