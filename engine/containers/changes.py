@@ -198,9 +198,10 @@ def container_sizes(m: Any, c: Any) -> tuple[int, int]:
         if driver == "overlay":
             rw = tree_size(layer)
         else:
-            rw = sum(os.lstat(layer / p.lstrip("/")).st_size
-                     for p, k in dir_changes(parents[0] if parents else None, layer)
-                     if k != DELETED and stat.S_ISREG(os.lstat(layer / p.lstrip("/")).st_mode))
+            changed = {p for p, k in dir_changes(parents[0] if parents else None, layer)
+                       if k != DELETED}
+            rw = sum(st.st_size for rel, st in _walk(layer)
+                     if stat.S_ISREG(st.st_mode) and "/" + rel in changed)
         image = m.graph.get(c.image_id).size
     except Exception:  # noqa: BLE001 - a size is informational; a listing must not fail
         return 0, 0
