@@ -74,8 +74,10 @@ def build_backends(args: argparse.Namespace):
     def network() -> Any:
         from engine.drivers.network import NetworkDriver
 
+        # network namespaces are named after the nft table (skiff-<id>, skiff-pool-<n>): one
+        # name per daemon for everything it puts on the kernel
         d = NetworkDriver(root / "network", bridge=args.bridge, subnet=args.bridge_subnet,
-                          table=args.nft_table)
+                          table=args.nft_table, netns_prefix=f"{args.nft_table}-")
         d.start()
         return d
 
