@@ -4,7 +4,8 @@ The layer is the graph driver's own diff of the rw layer (whiteouts included), a
 the graph like any pulled layer, so the new image's parent chain is the container's image chain
 plus one; the config is the image's with the container's runtime config (and --change
 instructions) in it, one more diff ID and one more history entry. Everything is undone on
-failure: the spooled diff is a temp file, and a layer no image stands on is pruned.
+failure: the diff is spooled to a temp blob (kept as the layer's blob, so `docker save` and
+push can send the image), and a layer no image stands on is pruned.
 
 A running container is always frozen while its layer is read, also with docker's
 `--pause=false`: the graph driver writes the layer tar by path, so a container that swaps a
@@ -18,7 +19,6 @@ import contextlib
 import copy
 import json
 import shlex
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from engine.errors import Conflict, InvalidParameter
 
 from .health import parse_healthcheck_instruction
 
+LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 IMAGE_CONFIG_KEYS = ("User", "ExposedPorts", "Env", "Cmd", "Healthcheck", "ArgsEscaped",
                      "Entrypoint", "Volumes", "WorkingDir", "Labels", "OnBuild", "StopSignal",
                      "Shell")
@@ -101,26 +102,16 @@ def commit(m: Any, ref: str, *, repo: str = "", tag: str = "", comment: str = ""
     image = g.get(c.image_id)
     parent_chain = g.rw_layer_chain(c.id)
     del pause  # always frozen: see the module docstring
-    with tempfile.TemporaryFile(dir=g.blobs.tmp, prefix="commit-") as spool:
-        with _frozen(m, c):
-            g.rw_layer_diff(c.id, spool)
-        spool.flush()
-
-        class _Reopen:
-            def __enter__(self) -> Any:
-                spool.seek(0)
-                return spool
-
-            def __exit__(self, *a: object) -> None:
-                pass
-
-        def opener() -> Any:
-            return _Reopen()
-
-        chain = g.register_layer(parent_chain, None, opener)
+    w = g.blobs.writer()  # the diff, kept as the layer's blob (docker save and push send it)
     try:
+        with _frozen(m, c):
+            g.rw_layer_diff(c.id, w)
+        w.f.close()
+        chain = g.register_layer(parent_chain, None, lambda: open(w.path, "rb"))
         with g.pinned([chain]):
             diff_id = g.layer(chain)["diff_id"]
+            if g.layer_blob(diff_id) is None:
+                g._add_layer_blob(diff_id, (g.blobs.adopt(w.path, w.digest), LAYER_TAR, w.size))
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             img_cfg = copy.deepcopy(image.config)
             img_cfg["created"] = now
@@ -143,6 +134,8 @@ def commit(m: Any, ref: str, *, repo: str = "", tag: str = "", comment: str = ""
     except BaseException:
         g.prune_layers()  # the layer only this commit stood on
         raise
+    finally:
+        w.abort()  # the temp file, unless adopted
     m.emit(c, "commit", comment=comment, imageID=new.id,
            imageRef=reference.parse(target).familiar() if target else "")
     return str(new.id)

@@ -184,6 +184,10 @@ def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
     base = json.loads(ok(docker_cli("image", "inspect", "busybox")).stdout)[0]
     assert img["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
     assert len(img["RootFS"]["Layers"]) == len(base["RootFS"]["Layers"]) + 1
+    # the committed layer is stored as a blob too: docker save (and push) can send it
+    saved = subprocess.run(f"docker -H {d.host} save skt12/committed:v1 | tar tf -",
+                           shell=True, capture_output=True, text=True)
+    assert saved.returncode == 0 and "manifest.json" in saved.stdout, saved.stderr
     # --pause=false still freezes for the diff (safety), and the container runs on after
     ok(docker_cli("commit", "--pause=false", "skt12-com", "skt12/committed:v2"))
     st = json.loads(ok(docker_cli("inspect", "-f", "{{json .State}}", "skt12-com")).stdout)

@@ -547,9 +547,13 @@ def _commit_fakes(tmp_path: Path, status: str, pause_ok: bool = True):
         def resume(self, cid: str) -> None:
             events.append("resume")
 
+    from engine.graph.blobs import BlobStore
+
     class G:
-        class blobs:
-            tmp = tmp_path
+        blobs = BlobStore(tmp_path)
+
+        def prune_layers(self) -> None:
+            events.append("prune")
 
         def get(self, iid: str) -> object:
             return object()
@@ -581,15 +585,16 @@ def test_commit_freezes_a_running_container_while_reading_its_layer(
     m, events, stop = _commit_fakes(tmp_path, "running")
     with pytest.raises(stop):
         commit(m, "c", pause=pause)
-    assert events == ["pause", "diff", "resume"]
+    assert events == ["pause", "diff", "resume", "prune"]
     m, events, stop = _commit_fakes(tmp_path, "exited")
     with pytest.raises(stop):
         commit(m, "c", pause=pause)
-    assert events == ["diff"]
+    assert events == ["diff", "prune"]
     m, events, stop = _commit_fakes(tmp_path, "running", pause_ok=False)
     with pytest.raises(Conflict, match="freeze"):
         commit(m, "c", pause=pause)
-    assert events == []
+    assert events == ["prune"]
+    assert not list((tmp_path / "tmp").iterdir())  # the spooled diff is gone
 
 
 def test_cp_of_the_root_uses_dockers_layout(tmp_path: Path) -> None:
