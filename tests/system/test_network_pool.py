@@ -104,10 +104,12 @@ def test_pooled_sandbox_is_a_working_endpoint(driver_env: dict) -> None:
     d: NetworkDriver = driver_env["new"]()
     d.start_pool(2)
     assert _wait(lambda: d.pool_ready() == 2)
-    pooled = [n for n in _netns(driver_env["ns_prefix"]) if "-pool-" in n]
-    assert len(pooled) == 2
+    # pooled netns have no name yet (an fd holds them): they die with the daemon
+    assert [n for n in _netns(driver_env["ns_prefix"]) if "-pool-" in n] == []
+    pool_veths = {r[0] for r in d.conn.execute("SELECT veth FROM pool")}
+    assert pool_veths <= set(_bridge_ports(driver_env["kw"]["bridge"]))
     path = d.create_sandbox("c1")
-    assert Path(path).name in pooled  # taken from the pool
+    assert "-pool-" in Path(path).name and Path(path).exists()  # taken from the pool
     s = d.connect("c1", path, port_bindings={"80/tcp": [{"HostIp": "127.0.0.1"}]},
                   exposed_ports=("80/tcp",))
     ip = s["IPAddress"]
@@ -180,8 +182,9 @@ def test_crash_leaves_nothing_after_the_next_start(driver_env: dict) -> None:
         a._pool_cond.notify_all()
     assert a._pool_thread is not None
     a._pool_thread.join(10)
-    left_pool = [n for n in _netns(driver_env["ns_prefix"]) if "-pool-" in n]
-    assert len(left_pool) == 3 and Path(path).name in left_pool  # 2 pooled + c3's, doomed
+    assert _netns(driver_env["ns_prefix"]) == [Path(path).name]  # c3's, doomed
+    pool_veths = {r[0] for r in a.conn.execute("SELECT veth FROM pool")}
+    assert len(pool_veths) == 2 and pool_veths <= set(_links())
 
     b: NetworkDriver = driver_env["new"]()  # the next daemon start
     assert not Path(path).exists()
@@ -253,12 +256,14 @@ def test_daemon_kill9_then_restart_and_stop_leave_nothing(skiffd) -> None:
     for _ in range(3):
         assert skiffd.docker("run", "--rm", "busybox", "true").returncode == 0
     assert _wait(lambda: len(_pool_netns(skiffd.root)) >= 4)
-    pool_before = _pool_netns(skiffd.root)
-    assert all(Path("/run/netns", n).exists() for n in pool_before)
+    with sqlite3.connect(skiffd.root / "network" / "network.db") as db:
+        pool_veths = {r[0] for r in db.execute("SELECT veth FROM pool")}
+    assert pool_veths <= set(_bridge_ports(skiffd.bridge))
 
-    skiffd.kill()  # SIGKILL: the pool and any pending teardown are left behind
+    skiffd.kill()  # SIGKILL: the pool dies with the daemon (only an fd held each netns)
+    assert _wait(lambda: not pool_veths & set(_bridge_ports(skiffd.bridge)))
     skiffd.start()
-    assert not any(Path("/run/netns", n).exists() for n in pool_before)
+    assert not pool_veths & set(_links() + _bridge_ports(skiffd.bridge))
     insp = json.loads(skiffd.docker("inspect", cid, check=True).stdout)[0]
     ip = insp["NetworkSettings"]["IPAddress"]
     assert insp["State"]["Running"] and ip.startswith("10.211.6.")

@@ -140,6 +140,7 @@ class NetworkDriver:
         self._pool_cond = threading.Condition(self.lock)
         self._pool_thread: threading.Thread | None = None
         self._pool_ipr: Any = None
+        self._pool_fds: dict[str, int] = {}  # pooled netns name -> the fd that holds it
         self._last_claim = 0.0
         self._last_doom = 0.0
         self._reaper: threading.Thread | None = None
@@ -763,22 +764,37 @@ class NetworkDriver:
             ).fetchone()
             if r is None:
                 return None
+            fd = self._pool_fds.pop(r["netns"], None)
             with self._tx():
                 self.conn.execute("DELETE FROM pool WHERE netns=?", (r["netns"],))
-                if Path(r["path"]).exists():
+                if fd is not None:
                     self.conn.execute(
                         "INSERT OR REPLACE INTO sandboxes(container_id, netns, path, veth) "
                         "VALUES (?,?,?,?)",
                         (container_id, r["netns"], r["path"], r["veth"]),
                     )
                     doomed = None
-                else:  # someone removed it under us: discard it, take the next one
+                else:  # not made by this process (a leftover row): discard it, take the next
                     doomed = self._doom(veth=r["veth"], netns=r["netns"])
             self._last_claim = time.monotonic()
             self._pool_cond.notify_all()
-            if doomed is None:
-                return str(r["path"])
-            self._after_doom(doomed, wait=False)
+            if doomed is not None:
+                self._after_doom(doomed, wait=False)
+                continue
+            assert fd is not None
+            try:
+                # named only now: until here the netns lived on this fd alone, so a daemon that
+                # dies takes its pool (netns and veth pair) with it
+                return nsutil.pin(fd, r["netns"])
+            except OSError as e:
+                log.warning("pooled sandbox %s: %s", r["netns"], e)
+                with self._tx():
+                    self.conn.execute("DELETE FROM sandboxes WHERE container_id=?",
+                                      (container_id,))
+                    doomed = self._doom(veth=r["veth"])
+                self._after_doom(doomed, wait=False)
+            finally:
+                os.close(fd)
         return None
 
     def _pool_loop(self) -> None:
@@ -828,19 +844,18 @@ class NetworkDriver:
             if self._pool_ipr is None:
                 self._pool_ipr = IPRoute()
             ipr = self._pool_ipr
+        fd = -1
         try:  # the kernel work runs without the lock: connects go on meanwhile
-            nsutil.create(name, nsutil.loopback_up)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                ipr.link(
-                    "add",
-                    ifname=veth,
-                    kind="veth",
-                    mtu=mtu,
-                    peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu},
-                )
-            finally:
-                os.close(fd)
+            fd = nsutil.create_held(nsutil.loopback_up)
+            with self.lock:
+                self._pool_fds[name] = fd
+            ipr.link(
+                "add",
+                ifname=veth,
+                kind="veth",
+                mtu=mtu,
+                peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu},
+            )
             idx = ipr.link_lookup(ifname=veth)[0]
             ipr.link("set", index=idx, master=br_idx, state="up")
             ipr.brport("set", index=idx, mode=1)  # IFLA_BRPORT_MODE: hairpin
@@ -850,6 +865,8 @@ class NetworkDriver:
                     self.conn.execute("DELETE FROM pool WHERE netns=?", (name,))
                     doomed = self._doom(veth=veth, netns=name)
                 self._after_doom(doomed, wait=True)
+                if self._pool_fds.pop(name, None) is not None:
+                    os.close(fd)
             raise
         with self.lock:
             self.conn.execute("UPDATE pool SET ready=1 WHERE netns=?", (name,))
@@ -859,6 +876,7 @@ class NetworkDriver:
         with self.lock:
             rows = self._rows("SELECT * FROM pool")
             if not rows:
+                self._close_pool_fds()
                 return
             ids = []
             with self._tx():
@@ -866,6 +884,14 @@ class NetworkDriver:
                     self.conn.execute("DELETE FROM pool WHERE netns=?", (r["netns"],))
                     ids.append(self._doom(veth=r["veth"], netns=r["netns"]))
             self._reap_ids(ids)
+            self._close_pool_fds()
+
+    def _close_pool_fds(self) -> None:
+        with self.lock:
+            fds, self._pool_fds = list(self._pool_fds.values()), {}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     # ------------------------------------------------------------------ deferred teardown
     def _doom(self, *, veth: str = "", netns: str = "", network: str = "", owner: str = "",

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_BIND = 0x1000
+MS_SHARED = 1 << 20
 NETNS_DIR = Path("/run/netns")
 
 T = TypeVar("T")
@@ -101,6 +104,65 @@ def create(name: str, setup: Callable[[], None] | None = None) -> str:
         return path
 
     return _in_thread(body, "netns-create")
+
+
+def create_held(setup: Callable[[], None] | None = None) -> int:
+    """A new netns held only by the returned fd, with no name in /run/netns: it and every
+    interface in it (a veth pair, both ends) go when the fd is closed, also when the process is
+    killed. pin() names it later."""
+
+    def body() -> int:
+        host = _host_ns_inode()
+        if _c().unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_ino == host:
+                raise OSError("unshare(CLONE_NEWNET) left the thread in the host's namespace")
+            if setup is not None:
+                setup()
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return _in_thread(body, "netns-create")
+
+
+_dir_ready = False
+
+
+def _prepare_dir() -> None:
+    """/run/netns as iproute2 makes it: a shared mount, so that names appear in every mount
+    namespace made later."""
+    global _dir_ready
+    if _dir_ready:
+        return
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    d = str(NETNS_DIR).encode()
+    if _c().mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
+        if _c().mount(d, d, b"none", MS_BIND | MS_REC, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"bind mount {NETNS_DIR}: {os.strerror(err)}")
+        if _c().mount(b"", d, b"none", MS_SHARED | MS_REC, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"make {NETNS_DIR} shared: {os.strerror(err)}")
+    _dir_ready = True
+
+
+def pin(fd: int, name: str) -> str:
+    """Name the netns held by fd /run/netns/NAME (a bind mount, as `ip netns add` leaves it);
+    the caller may close fd afterwards. Returns the path; leaves nothing behind on failure."""
+    _prepare_dir()
+    path = NETNS_DIR / name
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    src = f"/proc/self/fd/{fd}".encode()
+    if _c().mount(src, str(path).encode(), b"none", MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        os.unlink(path)
+        raise OSError(err, f"bind mount netns at {path}: {os.strerror(err)}")
+    return str(path)
 
 
 def remove(name: str) -> None:
