@@ -49,6 +49,7 @@ from engine.graph.archive import LayerError, _Applier, decompressed, split_name
 
 MAX_SYMLINKS = 40
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_BASE = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a rootfs or mount source: the admin's
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
@@ -138,9 +139,12 @@ def resolve(root: str, path: str, mounts: Sequence[Mount] = (), *,
         if missing or (not todo and not follow_last):
             cur = cand
             continue
-        host = locate(root, cand, mounts).host
+        loc = locate(root, cand, mounts)
+        if loc.mount is not None and _norm(loc.mount.destination) == cand:
+            cur = cand  # a mount's root is what was mounted there, never a link
+            continue
         try:
-            st = os.lstat(host)
+            st = os.lstat(loc.host)
         except FileNotFoundError:
             missing = True
             cur = cand
@@ -153,7 +157,7 @@ def resolve(root: str, path: str, mounts: Sequence[Mount] = (), *,
         links += 1
         if links > MAX_SYMLINKS:
             raise InvalidParameter(f"too many levels of symbolic links in {path!r}")
-        target = os.readlink(host)
+        target = os.readlink(loc.host)
         if target.startswith("/"):
             cur = "/"
         todo.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
@@ -161,8 +165,9 @@ def resolve(root: str, path: str, mounts: Sequence[Mount] = (), *,
 
 
 def open_dir(r: Resolved, create: bool = False) -> int:
-    """An O_NOFOLLOW fd of the resolved directory (ENOTDIR/ELOOP when it is not one now)."""
-    fd = os.open(r.base, _DIR)
+    """An O_NOFOLLOW fd of the resolved directory (ENOTDIR/ELOOP when it is not one now);
+    the base itself is a host path the container cannot change (a bind source may be a link)."""
+    fd = os.open(r.base, _BASE)
     try:
         for p in r.parts:
             try:
@@ -185,8 +190,8 @@ def open_parent(r: Resolved) -> tuple[int, str]:
     if r.parts:
         parent = Resolved(r.path, r.base, r.parts[:-1], r.mount)
         return open_dir(parent), r.parts[-1]
-    fd = os.open(os.path.dirname(r.base.rstrip("/")) or "/", _DIR)
-    return fd, os.path.basename(r.base.rstrip("/")) or "."
+    base = os.path.realpath(r.base)  # the mount's own directory, named by its real parent
+    return os.open(os.path.dirname(base), _BASE), os.path.basename(base) or "."
 
 
 # ---- stat header ---------------------------------------------------------------------------
@@ -462,10 +467,12 @@ class _CopyApplier(_Applier):
     """The graph's fd-relative applier, with `docker cp` semantics instead of a layer's: no
     whiteouts, optional owner rewrite (copyUIDGID) and dir/non-dir overwrite refusal."""
 
-    def __init__(self, dest: Path, *, owner: tuple[int, int] | None,
+    def __init__(self, dest_fd: int, *, owner: tuple[int, int] | None,
                  no_overwrite_dir_non_dir: bool, cpath: str = "/",
                  mounts: Sequence[Mount] = ()) -> None:
-        super().__init__(dest, "naive", allow_devices=False)
+        super().__init__(Path("/"), "naive", allow_devices=False)
+        os.close(self.root_fd)  # the graph's applier opens its root by path; ours is the fd
+        self.root_fd = os.dup(dest_fd)  # resolved component by component (open_dir)
         self.owner = owner
         self.no_overwrite = no_overwrite_dir_non_dir
         # mounts below the destination, by their parts relative to it
@@ -482,7 +489,7 @@ class _CopyApplier(_Applier):
             return super().open_dir(parts, member, create)
         if not m.rw:
             raise Forbidden(f"archive entry {member!r}: {m.destination} is mounted read-only")
-        fd = os.open(m.source, _DIR)
+        fd = os.open(m.source, _BASE)
         self.dir_cache[parts] = fd
         return fd
 
@@ -530,17 +537,14 @@ class _CopyApplier(_Applier):
                                    f"with directory {m.name!r}")
 
 
-def extract(dest_fd: int, dest_path: str, fileobj: BinaryIO, *,
+def extract(dest_fd: int, fileobj: BinaryIO, *,
             owner: tuple[int, int] | None = None, no_overwrite_dir_non_dir: bool = False,
             cpath: str = "/", mounts: Sequence[Mount] = ()) -> None:
     """Extract a (possibly compressed) tar into the directory open as `dest_fd` (container
     path `cpath`; members below a directory mount land in its source)."""
-    ap = _CopyApplier(Path(dest_path), owner=owner, cpath=_norm(cpath), mounts=mounts,
+    ap = _CopyApplier(dest_fd, owner=owner, cpath=_norm(cpath), mounts=mounts,
                       no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
     try:
-        a, b = os.fstat(ap.root_fd), os.fstat(dest_fd)
-        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
-            raise Conflict(f"{dest_path} changed while it was being opened")
         try:
             with tarfile.open(fileobj=decompressed(fileobj), mode="r|", errorlevel=2) as tar:
                 ap.apply(tar)
@@ -720,7 +724,7 @@ class ContainerFS:
                 owner = None
                 if copy_uid_gid:
                     owner = container_user(root, mounts, c.config.get("User") or "")
-                extract(fd, r.host, body, owner=owner, cpath=r.path, mounts=mounts,
+                extract(fd, body, owner=owner, cpath=r.path, mounts=mounts,
                         no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
             finally:
                 os.close(fd)

@@ -164,6 +164,20 @@ def test_cp_of_the_root_directory(d, docker_cli, tmp_path):
     ok(d.skiff("rm", "-f", "skt12-root"))
 
 
+def test_cp_through_a_bind_mount_whose_host_path_is_a_symlink(d, docker_cli, tmp_path):
+    """The host side of a bind mount is the admin's path (the kernel follows its symlinks
+    when mounting): cp both ways reaches it, also the mount's own directory."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "f.txt").write_text("f")
+    _run(d, "skt12-lnk", "sleep 600", "-v", f"{tmp_path / 'link'}:/data")
+    ok(docker_cli("cp", str(tmp_path / "f.txt"), "skt12-lnk:/data/"))
+    assert (tmp_path / "real" / "f.txt").read_text() == "f"
+    ok(docker_cli("cp", "skt12-lnk:/data", str(tmp_path / "out")))
+    assert (tmp_path / "out" / "f.txt").read_text() == "f"
+    ok(d.skiff("rm", "-f", "skt12-lnk"))
+
+
 def test_export_diff_commit_and_run(d, docker_cli, tmp_path):
     _run(d, "skt12-com", "echo new > /new.txt; rm /bin/vi; echo more >> /etc/passwd; "
          "touch /tmp/ready; sleep 600")

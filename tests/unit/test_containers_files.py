@@ -148,7 +148,7 @@ def _tar(*members: tuple[str, bytes | None]) -> bytes:
 def _extract(dest: Path, data: bytes, **kw) -> None:
     fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        ar.extract(fd, str(dest), io.BytesIO(data), **kw)
+        ar.extract(fd, io.BytesIO(data), **kw)
     finally:
         os.close(fd)
 
@@ -631,3 +631,15 @@ def test_cp_onto_a_file_mount_is_refused_not_hidden(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameter, match="mount point"):
         fs.put_archive("c", "/", io.BytesIO(_tar(("etc", None), ("etc/hosts", b"evil"))))
     assert hosts.read_text() == "127.0.0.1 localhost\n" and (root / "etc" / "hosts").exists()
+
+
+def test_a_bind_source_that_is_a_host_symlink_is_the_mount_not_a_link(tmp_path: Path) -> None:
+    (tmp_path / "root" / "data").mkdir(parents=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    fs = _container_fs(tmp_path / "root", [_MP("/data", tmp_path / "link")])
+    r = ar.resolve(str(tmp_path / "root"), "/data/x", [ar.Mount("/data", str(tmp_path / "link"))])
+    assert r.path == "/data/x" and r.parts == ("x",)
+    fs.put_archive("c", "/data", io.BytesIO(_tar(("in.txt", b"i"))))
+    assert (tmp_path / "real" / "in.txt").read_text() == "i"
+    assert _get(fs, "/data") == {"data": None, "data/in.txt": b"i"}
