@@ -318,6 +318,7 @@ def _loop(m: Any, c: Any, cfg: HealthConfig, gen: int) -> None:
         if c.state.status == "paused":
             continue
         start_iso = now_iso()
+        since = time.time() - parse_iso(c.state.started_at)  # docker: the probe's start
         try:
             code, output = probe(m, c, cfg)
         except Exception as e:  # noqa: BLE001 - e.g. the container stopped meanwhile
@@ -328,7 +329,6 @@ def _loop(m: Any, c: Any, cfg: HealthConfig, gen: int) -> None:
         with c.lock:
             if not alive():
                 return
-            since = time.time() - parse_iso(c.state.started_at)
             changed = record(c.health, cfg, exit_code=code, output=output, start=start_iso,
                              end=end_iso, since_start=since)
             m._save(c)

@@ -643,3 +643,41 @@ def test_a_bind_source_that_is_a_host_symlink_is_the_mount_not_a_link(tmp_path: 
     fs.put_archive("c", "/data", io.BytesIO(_tar(("in.txt", b"i"))))
     assert (tmp_path / "real" / "in.txt").read_text() == "i"
     assert _get(fs, "/data") == {"data": None, "data/in.txt": b"i"}
+
+
+def test_health_start_period_is_judged_at_the_probe_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker compares the probe's *start* with the start period: a failing probe that began
+    inside it does not count, even when it ends after it."""
+    import threading
+
+    from engine.containers.state import now_iso
+
+    class C:
+        id, removed, exit_gen, lock = "c" * 64, False, 0, threading.RLock()
+        health = hl.initial()
+
+        class state:
+            status = "running"
+            started_at = now_iso()
+
+    class M:
+        _closing = False
+
+        def _save(self, c: C) -> None:
+            c.removed = True  # one probe is enough
+
+        def emit(self, c: C, what: str) -> None:
+            pass
+
+    def slow_failing_probe(m: M, c: C, cfg: hl.HealthConfig) -> tuple[int, str]:
+        import time
+
+        time.sleep(0.4)
+        return 1, "down"
+
+    monkeypatch.setattr(hl, "probe", slow_failing_probe)
+    cfg = hl.HealthConfig(("false",), interval=0.01, retries=1, start_period=0.3)
+    c = C()
+    hl._loop(M(), c, cfg, 0)
+    assert c.health["Status"] == hl.STARTING and c.health["FailingStreak"] == 0
+    assert len(c.health["Log"]) == 1
