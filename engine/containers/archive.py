@@ -600,21 +600,19 @@ def read_file(root: str, mounts: Sequence[Mount], cpath: str, limit: int = 1 << 
         return f.read(limit) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
 
 
+def user_dbs(root: str, mounts: Sequence[Mount]) -> tuple[str, str]:
+    """The container's /etc/passwd and /etc/group as it sees them (resolved inside its root,
+    regular files only, size-capped): what spec.resolve_user reads."""
+    passwd, group = (read_file(root, mounts, f"/etc/{db}").decode(errors="replace")
+                     for db in ("passwd", "group"))
+    return passwd, group
+
+
 def container_user(root: str, mounts: Sequence[Mount], user: str) -> tuple[int, int]:
-    """(uid, gid) of the container's User from its own /etc/passwd and /etc/group (cp -a).
-
-    Why copies: spec.resolve_user reads <rootfs>/etc/passwd by host path, which follows a
-    container's absolute symlink to the host's file and blocks on a fifo."""
-    import tempfile
-
+    """(uid, gid) of the container's User from its own /etc/passwd and /etc/group (cp -a)."""
     from .spec import resolve_user
 
-    with tempfile.TemporaryDirectory(prefix="skiff-cp-user-") as tmp:
-        os.mkdir(os.path.join(tmp, "etc"))
-        for db in ("passwd", "group"):
-            with open(os.path.join(tmp, "etc", db), "wb") as f:
-                f.write(read_file(root, mounts, f"/etc/{db}"))
-        uid, gid, _ = resolve_user(user, Path(tmp))
+    uid, gid, _ = resolve_user(user, *user_dbs(root, mounts))
     return uid, gid
 
 

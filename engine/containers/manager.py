@@ -491,7 +491,8 @@ class ContainerManager:
             netns, etc, pid_ns, ipc_ns = self._setup_network(c, undo)
             marks.append(("network", time.monotonic()))
             hc = c.host_config
-            user = specmod.resolve_user(c.config.get("User") or "", rootfs, hc.get("GroupAdd") or ())
+            user = specmod.resolve_user(c.config.get("User") or "", *self._user_dbs(c, rootfs),
+                                        hc.get("GroupAdd") or ())
             self._prepare_mounts(c, rootfs)
             init_bin = self.init_binary() if hc.get("Init") else None
             spec = specmod.build_spec(c.config, hc, specmod.SpecInputs(
@@ -1822,7 +1823,12 @@ class ContainerManager:
             rec["_started"] = True
             if tty is not None:
                 rec["ProcessConfig"]["tty"] = bool(tty)
-            process = self._exec_process(c, cfg, rec["ProcessConfig"]["tty"])
+            try:
+                process = self._exec_process(c, cfg, rec["ProcessConfig"]["tty"])
+            except SkiffError:  # e.g. an unknown user: docker's 126, "OCI runtime exec failed"
+                rec["ExitCode"] = 126
+                self.emit(c, "exec_die", execID=exec_id, exitCode=126)
+                raise
         req: dict[str, Any] = {"op": "exec", "exec_id": exec_id, "process": process,
                "stdin": bool(cfg.get("AttachStdin")) and not detach and sock is not None,
                "stdout": bool(cfg.get("AttachStdout", True)),
@@ -1890,6 +1896,11 @@ class ContainerManager:
             self.emit(c, "exec_die", execID=rec["ID"], exitCode=rec["ExitCode"])
         return True
 
+    def _user_dbs(self, c: Container, rootfs: Path) -> tuple[str, str]:
+        from .archive import container_mounts, user_dbs
+
+        return user_dbs(str(rootfs), container_mounts(self, c))
+
     def _exec_process(self, c: Container, cfg: dict, tty: bool) -> dict:
         try:
             with open(self.cdir_of(c.id) / "config.json") as f:
@@ -1900,7 +1911,7 @@ class ContainerManager:
         rootfs = Path(c.rootfs or spec["root"]["path"])
         user = cfg.get("User") or ""
         if user:
-            uid, gid, extra = specmod.resolve_user(user, rootfs)
+            uid, gid, extra = specmod.resolve_user(user, *self._user_dbs(c, rootfs))
             u: dict = {"uid": uid, "gid": gid}
             if extra:
                 u["additionalGids"] = extra
@@ -2244,6 +2255,8 @@ def _start_error_code(msg: str) -> int:
 
 
 def _runtime_error(msg: str, typ: str = "") -> SkiffError:
+    if typ == "exec":  # after the stream was hijacked: the text the docker CLI prints
+        return InvalidParameter(f"OCI runtime exec failed: exec failed: {msg}: unknown")
     if typ in ("ConfigError",) or "invalid" in msg.lower() and typ != "SystemError_":
         return InvalidParameter(f"failed to create task for container: {msg}")
     code = _start_error_code(msg)

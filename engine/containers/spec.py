@@ -718,30 +718,28 @@ _DEFAULT_SECCOMP: dict | None = None
 # Users
 
 
-def _read_db(path: Path) -> list[list[str]]:
-    try:
-        return [line.split(":") for line in path.read_text().splitlines() if line and
-                not line.startswith("#")]
-    except OSError:
-        return []
+def _parse_db(text: str) -> list[list[str]]:
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(user: str, rootfs: Path, group_add: Iterable[str] = ()) -> tuple[int, int, list[int]]:
-    """docker's user spec (name|uid[:group|gid]) against the container's /etc/passwd, /etc/group."""
-    passwd = _read_db(rootfs / "etc" / "passwd")
-    groups = _read_db(rootfs / "etc" / "group")
+def resolve_user(user: str, passwd: str, group: str, group_add: Iterable[str] = ()
+                 ) -> tuple[int, int, list[int]]:
+    """docker's user spec (name|uid[:group|gid]) against the text of the container's
+    /etc/passwd and /etc/group. The caller reads them as the container sees them, never by
+    host path (a container's symlink or fifo there must not reach or block the daemon)."""
+    passwd_db, groups = _parse_db(passwd), _parse_db(group)
     uname, _, gname = (user or "").partition(":")
     uid, gid, name = 0, 0, "root"
     if uname:
         if uname.isdigit():
             uid = int(uname)
             name = ""
-            for p in passwd:
+            for p in passwd_db:
                 if len(p) > 3 and p[2] == uname:
                     gid, name = int(p[3]), p[0]
                     break
         else:
-            for p in passwd:
+            for p in passwd_db:
                 if p[0] == uname and len(p) > 3:
                     uid, gid, name = int(p[2]), int(p[3]), p[0]
                     break

@@ -431,3 +431,20 @@ def test_cp_archive_mode_owner_and_named_volume_when_stopped(d, docker_cli, tmp_
     assert out.stdout.split("\n")[:2] == ["1234:4321 /tmp/o.txt", "0:0 /tmp/plain.txt"]
     ok(d.skiff("rm", "-f", "-v", cid))
     d.skiff("volume", "rm", "skt12vol")
+
+
+def test_user_lookup_reads_the_containers_passwd_never_the_hosts(d):
+    """`exec -u NAME` resolves NAME in /etc/passwd as the container sees it: an absolute
+    symlink there resolves inside the container, and a fifo there must not block the daemon."""
+    name = "skt12-pw"
+    _run(d, name, "echo 'skt14user:x:4321:4321::/:/bin/sh' > /tmp/pw; rm /etc/passwd; "
+         "ln -s /tmp/pw /etc/passwd; mkfifo /tmp/fifo; touch /tmp/ready; sleep 600")
+    try:
+        _wait_file(d, name, "/tmp/ready")
+        r = ok(d.skiff("exec", "-u", "skt14user", name, "id", "-u"))
+        assert r.stdout.strip() == "4321"
+        ok(d.skiff("exec", name, "ln", "-sf", "/tmp/fifo", "/etc/passwd"))
+        r = d.skiff("exec", "-u", "skt14user", name, "id", "-u", timeout=60)
+        assert r.returncode != 0 and "unable to find user skt14user" in r.stderr, r.stderr
+    finally:
+        d.skiff("rm", "-f", name)

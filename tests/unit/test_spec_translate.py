@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from engine.containers import spec as s
@@ -290,18 +288,16 @@ def test_signal_number() -> None:
         s.signal_number("SIGNOPE")
 
 
-def test_resolve_user(tmp_path: Path) -> None:
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n"
-                                             "app:x:1000:1000::/home/app:/bin/sh\n")
-    (tmp_path / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
-    assert s.resolve_user("", tmp_path) == (0, 0, [])
-    assert s.resolve_user("app", tmp_path) == (1000, 1000, [2000])
-    assert s.resolve_user("1000:0", tmp_path) == (1000, 0, [])
-    assert s.resolve_user("4242", tmp_path) == (4242, 0, [])
-    assert s.resolve_user("app:extra", tmp_path) == (1000, 2000, [])
+def test_resolve_user() -> None:
+    pw = "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+    gr = "root:x:0:\napp:x:1000:\nextra:x:2000:app\n"
+    assert s.resolve_user("", pw, gr) == (0, 0, [])
+    assert s.resolve_user("app", pw, gr) == (1000, 1000, [2000])
+    assert s.resolve_user("1000:0", pw, gr) == (1000, 0, [])
+    assert s.resolve_user("4242", pw, gr) == (4242, 0, [])
+    assert s.resolve_user("app:extra", pw, gr) == (1000, 2000, [])
     with pytest.raises(InvalidParameter, match="unable to find user ghost"):
-        s.resolve_user("ghost", tmp_path)
+        s.resolve_user("ghost", pw, gr)
 
 
 def test_cpu_shares_clamped_with_warning() -> None:

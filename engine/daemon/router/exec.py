@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.daemon.errors import Conflict, InvalidParameter
+from engine.containers.logs import frame
+from engine.daemon.errors import Conflict, InvalidParameter, SkiffError
 from engine.daemon.router import Backends, str_list, terminal_size, want
 from engine.daemon.server import Hijack, Request, Response
 
@@ -68,8 +69,12 @@ def routes(b: Backends) -> list:
             return Response(200)
 
         def run(sock) -> None:
-            eng.run("exec.start", m.exec_start, id, sock, False, tty, console_size=size,
-                    _job_args={"id": id})
+            try:
+                eng.run("exec.start", m.exec_start, id, sock, False, tty, console_size=size,
+                        _job_args={"id": id})
+            except SkiffError as e:  # the 101 is out: docker writes the error into the stream
+                msg = f"{e}\r\n".encode()
+                sock.sendall(msg if tty else frame(2, msg))
 
         return Hijack(run, multiplexed=not tty)
 
