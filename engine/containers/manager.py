@@ -39,6 +39,7 @@ from engine.errors import (
 
 from . import logs as logmod
 from . import spec as specmod
+from . import stats_io
 from .restart import RestartManager
 from .spec import MountPoint
 from .state import (
@@ -1746,14 +1747,14 @@ class ContainerManager:
         limit = mem.get("limit") or 0
         if not isinstance(limit, int) or not limit or limit > 1 << 62:  # "max", -1, unlimited
             limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        # docker omits "networks" for host, none and container: modes (no endpoint of its own)
+        own_netns = self._network_kind(c.host_config.get("NetworkMode"))[0] == "bridge"
+        nets = stats_io.network_stats(c.state.pid) if running and own_netns else {}
         return {
             "read": now_iso(), "preread": ZERO_TIME,
             "name": c.name, "id": c.id,
             "pids_stats": {"current": pids.get("current", 0)} if running else {},
-            "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None,
-                            "io_queue_recursive": None, "io_service_time_recursive": None,
-                            "io_wait_time_recursive": None, "io_merged_recursive": None,
-                            "io_time_recursive": None, "sectors_recursive": None},
+            "blkio_stats": stats_io.blkio_stats(raw.get("io"), raw.get("version")),
             "num_procs": 0, "storage_stats": {},
             "cpu_stats": {
                 "cpu_usage": {"total_usage": cpu.get("usage_ns", 0),
@@ -1769,6 +1770,7 @@ class ContainerManager:
             "memory_stats": {"usage": mem.get("usage", 0), "max_usage": mem.get("max_usage", 0),
                              "limit": limit, "failcnt": mem.get("failcnt", 0),
                              "stats": mem.get("stat") or {}} if running else {},
+            **({"networks": nets} if nets else {}),
         }
 
     # ------------------------------------------------------------------ exec

@@ -308,6 +308,10 @@ class V2Manager(Manager):
                 "current": _int_or(self._f("pids.current")),
                 "limit": _max_or_int(self._f("pids.max")),
             }
+        try:
+            out["io"] = parse_io_stat(fs.read(self._f("io.stat")))
+        except OSError:  # the io controller is not enabled for this cgroup
+            pass
         return out
 
     def destroy(self) -> None:
@@ -315,6 +319,33 @@ class V2Manager(Manager):
 
     def exists(self) -> bool:
         return self.dir.exists()
+
+
+def parse_io_stat(text: str) -> dict[str, list[dict]]:
+    """io.stat (`8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0` per device) -> the
+    v1-shaped {"service_bytes": [...], "serviced": [...]}, ops "read"/"write" in lowercase as
+    docker reports them on v2 (its CLI sums ops case-insensitively). Keys a kernel adds later
+    are ignored; a device missing a key counts 0 for it."""
+    sb: list[dict] = []
+    sv: list[dict] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        dev, *pairs = line.split()
+        major, sep, minor = dev.partition(":")
+        if not sep or not major.isdigit() or not minor.isdigit():
+            continue
+        kv: dict[str, int] = {}
+        for pair in pairs:
+            k, _, v = pair.partition("=")
+            if v.isdigit():
+                kv[k] = int(v)
+        for op, b, n in (("read", "rbytes", "rios"), ("write", "wbytes", "wios")):
+            sb.append({"major": int(major), "minor": int(minor), "op": op,
+                       "value": kv.get(b, 0)})
+            sv.append({"major": int(major), "minor": int(minor), "op": op,
+                       "value": kv.get(n, 0)})
+    return {"service_bytes": sb, "serviced": sv}
 
 
 def _effective(d: Path, key: str) -> set[int]:
