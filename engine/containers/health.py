@@ -262,14 +262,20 @@ def probe(m: Any, c: Any, cfg: HealthConfig) -> tuple[int, str]:
                 break
             if len(buf) < 2 * MAX_OUTPUT:
                 buf += d
-        rec = m.exec_records.get(eid) or {}
         if timed_out:
-            pid = int(rec.get("Pid") or 0)
-            if pid:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
+            # kill the probe; on a slow machine its exec may not even have a pid yet when the
+            # timeout fires: wait for it (bounded) rather than leave it running
+            give_up = time.monotonic() + 10
+            while t.is_alive() and time.monotonic() < give_up:
+                pid = int((m.exec_records.get(eid) or {}).get("Pid") or 0)
+                if pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                    break
+                time.sleep(0.02)
             t.join(5)
             return -1, f"Health check exceeded timeout ({cfg.timeout:g}s)"
+        rec = m.exec_records.get(eid) or {}
         t.join(10)
         if err:
             return -1, str(err[0])

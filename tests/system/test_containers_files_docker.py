@@ -265,10 +265,12 @@ def test_health_unhealthy_when_stopped_starting_again_on_start(d, docker_cli):
     _until(lambda: health()["Status"] == "healthy", what="healthy")
     ok(docker_cli("stop", "-t", "0", "skt12-hcs"))
     h = health()
-    assert h["Status"] == "unhealthy" and h["FailingStreak"] == 0 and h["Log"]
+    # (a probe in flight while the container dies may count one failure, in docker too)
+    assert h["Status"] == "unhealthy" and h["Log"]
     ok(docker_cli("start", "skt12-hcs"))
     h2 = health()
     assert h2["Status"] in ("starting", "healthy") and h2["Log"][:len(h["Log"])] == h["Log"]
+    assert h2["FailingStreak"] == 0
     _until(lambda: health()["Status"] == "healthy", what="healthy again")
     ok(d.skiff("rm", "-f", "skt12-hcs"))
 
