@@ -30,6 +30,16 @@ from pathlib import Path
 _seq = itertools.count()
 
 
+
+def until(cond, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `cond` with a wall-clock deadline (the VM under TCG is many times slower than
+    this machine: a fixed number of tries is not enough there)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
 class Skiffd:
     def __init__(self, prefix: str = "skt4", *, subnet: str = "10.204.0.0/24",
                  bridge: str | None = None, storage_driver: str | None = None,

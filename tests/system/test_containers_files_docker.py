@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.daemon import Skiffd
+from tests.system.daemon import Skiffd, until
 
 pytestmark = [pytest.mark.root]
 
@@ -47,17 +47,8 @@ def _run(d: Skiffd, name: str, script: str, *extra: str) -> str:
     return r.stdout.strip()
 
 
-def _until(cond, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll with a wall-clock deadline (the VM under TCG is many times slower than here)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _wait_file(d: Skiffd, name: str, path: str) -> None:
-    _until(lambda: d.skiff("exec", name, "test", "-e", path).returncode == 0,
+    until(lambda: d.skiff("exec", name, "test", "-e", path).returncode == 0,
            what=f"{path} in {name}")
 
 
@@ -231,10 +222,10 @@ def test_health_turns_healthy_then_unhealthy(d, docker_cli):
                   ).stdout.strip()
 
     assert status() in ("starting", "healthy")
-    _until(lambda: status() == "healthy", what="healthy")
+    until(lambda: status() == "healthy", what="healthy")
     assert "(healthy)" in ok(docker_cli("ps", "--filter", "name=skt12-hc")).stdout
     ok(d.skiff("exec", "skt12-hc", "rm", "/tmp/ok"))
-    _until(lambda: status() == "unhealthy", what="unhealthy")
+    until(lambda: status() == "unhealthy", what="unhealthy")
     h = json.loads(ok(docker_cli("inspect", "-f", "{{json .State.Health}}", "skt12-hc")).stdout)
     assert h["Status"] == "unhealthy" and h["FailingStreak"] >= 2 and len(h["Log"]) <= 5
     assert h["Log"][-1]["ExitCode"] == 1
@@ -262,7 +253,7 @@ def test_health_unhealthy_when_stopped_starting_again_on_start(d, docker_cli):
         return json.loads(ok(docker_cli("inspect", "-f", "{{json .State.Health}}", "skt12-hcs")
                              ).stdout)
 
-    _until(lambda: health()["Status"] == "healthy", what="healthy")
+    until(lambda: health()["Status"] == "healthy", what="healthy")
     ok(docker_cli("stop", "-t", "0", "skt12-hcs"))
     h = health()
     # (a probe in flight while the container dies may count one failure, in docker too)
@@ -271,7 +262,7 @@ def test_health_unhealthy_when_stopped_starting_again_on_start(d, docker_cli):
     h2 = health()
     assert h2["Status"] in ("starting", "healthy") and h2["Log"][:len(h["Log"])] == h["Log"]
     assert h2["FailingStreak"] == 0
-    _until(lambda: health()["Status"] == "healthy", what="healthy again")
+    until(lambda: health()["Status"] == "healthy", what="healthy again")
     ok(d.skiff("rm", "-f", "skt12-hcs"))
 
 
@@ -298,7 +289,7 @@ def test_dockerpy_archive_export_diff_commit(d):
     try:
         ct = cli.containers.run("busybox", ["sh", "-c", "echo x > /tmp/x; sleep 600"],
                                 detach=True, name="skt12-py")
-        _until(lambda: ct.exec_run("test -e /tmp/x").exit_code == 0, what="/tmp/x")
+        until(lambda: ct.exec_run("test -e /tmp/x").exit_code == 0, what="/tmp/x")
         bits, st = ct.get_archive("/tmp/x")
         assert st["name"] == "x" and st["size"] == 2
         assert tarfile.open(fileobj=io.BytesIO(b"".join(bits))).extractfile("x").read() == b"x\n"
@@ -361,14 +352,14 @@ def test_health_state_survives_a_daemon_restart(d):
         return json.loads(ok(d.skiff("inspect", "-f", "{{json .State.Health}}", "skt12-hcr")
                              ).stdout)
 
-    _until(lambda: health()["Status"] == "healthy", what="healthy")
+    until(lambda: health()["Status"] == "healthy", what="healthy")
     before = health()
     assert before["Status"] == "healthy"
     d.restart()
     after = health()
     assert after["Status"] == "healthy" and after["Log"][0]["Start"] >= before["Log"][0]["Start"]
     last = after["Log"][-1]["Start"]
-    _until(lambda: health()["Log"][-1]["Start"] > last, what="probing to resume")
+    until(lambda: health()["Log"][-1]["Start"] > last, what="probing to resume")
     ok(d.skiff("rm", "-f", "skt12-hcr"))
 
 
@@ -401,11 +392,11 @@ def test_health_timeout_and_image_healthcheck_from_commit(d):
     def health(name: str) -> dict:
         return json.loads(ok(d.skiff("inspect", "-f", "{{json .State.Health}}", name)).stdout)
 
-    _until(lambda: health("skt12-hto")["Status"] == "unhealthy", what="unhealthy by timeout")
+    until(lambda: health("skt12-hto")["Status"] == "unhealthy", what="unhealthy by timeout")
     last = health("skt12-hto")["Log"][-1]
     assert last["ExitCode"] == -1 and "exceeded timeout" in last["Output"]
     n = len(health("skt12-hto")["Log"])
-    _until(lambda: len(health("skt12-hto")["Log"]) >= min(n + 2, 5), what="more probes")
+    until(lambda: len(health("skt12-hto")["Log"]) >= min(n + 2, 5), what="more probes")
     # timed-out probes are killed: at most the one in flight is left
     assert ok(d.skiff("top", "skt12-hto")).stdout.count("sleep 30") <= 1
     # a HEALTHCHECK committed into an image is what containers of that image run
@@ -413,7 +404,7 @@ def test_health_timeout_and_image_healthcheck_from_commit(d):
                "skt12/hc:1"))
     ok(d.skiff("rm", "-f", "skt12-hto"))
     cid = ok(d.skiff("run", "-d", "skt12/hc:1", "sleep", "600")).stdout.strip()
-    _until(lambda: health(cid)["Status"] == "healthy", what="healthy from the image's config")
+    until(lambda: health(cid)["Status"] == "healthy", what="healthy from the image's config")
     assert health(cid)["Log"][-1]["Output"] == "probe-out\n"
     ok(d.skiff("rm", "-f", cid))
     ok(d.skiff("rmi", "skt12/hc:1"))

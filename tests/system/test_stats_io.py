@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.system.daemon import Skiffd
+from tests.system.daemon import Skiffd, until
 
 pytestmark = [pytest.mark.root]
 
@@ -32,15 +31,6 @@ def cli(d):
     c = d.client()
     yield c
     c.close()
-
-
-def _until(cond, timeout: float = 30.0, what: str = "condition") -> None:
-    """Wall-clock deadline (the VM under TCG is many times slower than here)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _has(ct, path: str) -> bool:
@@ -64,7 +54,7 @@ def test_net_io_between_two_containers(d, cli):
                         " && touch /ready && httpd -f -p 80 -h /www"],
             detach=True, name="skt15-srv")
         made.append(srv)
-        _until(lambda: _has(srv, "/ready"), what="the server's file")
+        until(lambda: _has(srv, "/ready"), what="the server's file")
         srv.reload()
         ip = srv.attrs["NetworkSettings"]["IPAddress"]
         assert ip.startswith("10.215.0.")
@@ -72,7 +62,7 @@ def test_net_io_between_two_containers(d, cli):
             "busybox", ["sh", "-c", f"until wget -q -O /tmp/f http://{ip}/f; do sleep 0.1;"
                         " done; touch /done; sleep 600"], detach=True, name="skt15-cli")
         made.append(ct)
-        _until(lambda: _has(ct, "/done"), what="the download")
+        until(lambda: _has(ct, "/done"), what="the download")
 
         s = ct.stats(stream=False)
         assert list(s["networks"]) == ["eth0"]  # no lo
@@ -114,7 +104,7 @@ def test_block_io_of_a_volume_write(d, cli):
                     " 2>/dev/null && touch /done; sleep 600"],
         detach=True, name="skt15-dd", volumes={"skt15vol": {"bind": "/data", "mode": "rw"}})
     try:
-        _until(lambda: _has(ct, "/done"), what="the dd")
+        until(lambda: _has(ct, "/done"), what="the dd")
         s = cli.api.stats(ct.id, stream=False, one_shot=True)
         entries = s["blkio_stats"]["io_service_bytes_recursive"]
         written = sum(e["value"] for e in entries or [] if e["op"].lower() == "write")
