@@ -1133,10 +1133,17 @@ def _stats_row(name: str, s: dict) -> dict:
     mem = s.get("memory_stats", {})
     usage = mem.get("usage", 0) - (mem.get("stats", {}) or {}).get("inactive_file", 0)
     limit = mem.get("limit", 0) or 1
+    nets = (s.get("networks") or {}).values()
+    rx, tx = (sum(n.get(k, 0) for n in nets) for k in ("rx_bytes", "tx_bytes"))
+    blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    rd, wr = (sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == op)
+              for op in ("read", "write"))
     return {"Container": name[:12], "Name": (s.get("name") or "").lstrip("/"),
             "ID": (s.get("id") or name)[:12], "CPUPerc": f"{pct:.2f}%",
-            "MemUsage": f"{fmt.human_size(usage)} / {fmt.human_size(limit)}",
+            "MemUsage": f"{fmt.bytes_size(usage)} / {fmt.bytes_size(limit)}",
             "MemPerc": f"{usage / limit * 100:.2f}%",
+            "NetIO": f"{fmt.human_size(rx)} / {fmt.human_size(tx)}",
+            "BlockIO": f"{fmt.human_size(rd)} / {fmt.human_size(wr)}",
             "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
 
 
@@ -1144,7 +1151,8 @@ def cmd_stats(c: Client, a: argparse.Namespace) -> int:
     names = a.containers or [ct["Id"] for ct in c.get("/containers/json",
                                                       all=1 if a.all else None)]
     cols = [("CONTAINER ID", "ID"), ("NAME", "Name"), ("CPU %", "CPUPerc"),
-            ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"), ("PIDS", "PIDs")]
+            ("MEM USAGE / LIMIT", "MemUsage"), ("MEM %", "MemPerc"), ("NET I/O", "NetIO"),
+            ("BLOCK I/O", "BlockIO"), ("PIDS", "PIDs")]
     while True:
         rows = []
         for n in names:

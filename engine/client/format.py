@@ -28,6 +28,16 @@ def human_size(n: float) -> str:
     return f"{n:.3g}EB"
 
 
+def bytes_size(n: float) -> str:
+    """docker's units.BytesSize (memory in `docker stats`): binary units, 4 significant digits."""
+    n = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024.0:
+            return f"{n:.4g}{unit}"
+        n /= 1024.0
+    return f"{n:.4g}EiB"
+
+
 def ago(ts: float) -> str:
     return human_duration(time.time() - ts) + " ago" if ts else ""
 
