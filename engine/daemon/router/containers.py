@@ -20,6 +20,10 @@ WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
 RAW = "application/vnd.docker.raw-stream"
 STATS_INTERVAL = 1.0  # docker's stats collector period
+# --no-stream's second sample comes this much after the first: half of docker's period, as the
+# docker CLI gives up on a first frame after 2 s (a slow machine, e.g. a VM under TCG, needed
+# the room); the CPU % is still over a real interval
+NO_STREAM_INTERVAL = 0.5
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 MUX = "application/vnd.docker.multiplexed-stream"
 
@@ -365,7 +369,7 @@ def routes(b: Backends) -> list:
                 return Response.json(first)
             # docker's --no-stream: a second sample a collector interval later, so that
             # precpu_stats make a CPU % (the CLI divides the two deltas)
-            time.sleep(STATS_INTERVAL)
+            time.sleep(NO_STREAM_INTERVAL)
             s = dict(m.stats(name))
             s["precpu_stats"], s["preread"] = first.get("cpu_stats", {}), first.get("read")
             return Response.json(s)
