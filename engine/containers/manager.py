@@ -1744,9 +1744,7 @@ class ContainerManager:
             system = sum(int(x) for x in fields) * 10**9 // os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError):
             system = 0
-        limit = mem.get("limit") or 0
-        if not isinstance(limit, int) or not limit or limit > 1 << 62:  # "max", -1, unlimited
-            limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = _memory_limit(mem.get("limit"))
         # docker omits "networks" for host, none and container: modes (no endpoint of its own)
         own_netns = self._network_kind(c.host_config.get("NetworkMode"))[0] == "bridge"
         nets = stats_io.network_stats(c.state.pid) if running and own_netns else {}
@@ -2254,6 +2252,15 @@ def _start_error_code(msg: str) -> int:
     if "permission denied" in m:
         return 126
     return 128
+
+
+def _memory_limit(limit: object) -> int:
+    """stats' memory_stats.limit: the cgroup's limit, or the host's RAM when there is none
+    (v2 "max" reads as -1, v1 as ~2**63). Never negative: the docker CLI decodes it into a
+    uint64 and fails the whole frame (it printed "EOF") on -1."""
+    if not isinstance(limit, int) or limit <= 0 or limit > 1 << 62:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return limit
 
 
 def _runtime_error(msg: str, typ: str = "") -> SkiffError:

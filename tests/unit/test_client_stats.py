@@ -40,3 +40,16 @@ def test_stats_row_without_network_or_block_io() -> None:
     row = _stats_row("c", {"memory_stats": {}, "blkio_stats": {
         "io_service_bytes_recursive": None}})
     assert row["NetIO"] == "0B / 0B" and row["BlockIO"] == "0B / 0B"
+
+
+def test_memory_limit_is_never_negative() -> None:
+    """v2's "max" reads as -1: docker's CLI decodes memory_stats.limit as a uint64 and drops
+    the whole frame on a negative value (it printed "EOF" in the v2 VM)."""
+    import os
+
+    from engine.containers.manager import _memory_limit
+
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert _memory_limit(-1) == ram and _memory_limit(None) == ram and _memory_limit(0) == ram
+    assert _memory_limit(9223372036854771712) == ram  # v1's unlimited
+    assert _memory_limit(64 << 20) == 64 << 20
