@@ -220,33 +220,44 @@ def read_logs(path: Path, *, stdout: bool = True, stderr: bool = True, follow: b
                 return False
         return True
 
-    files = log_files(path)
+    # With follow, the live file is opened first and read on from where the history ended:
+    # a reopen + seek to the end lost every line written in between (docker-py's run() follows
+    # from the start, so a slow container's middle lines went missing).
     fh = None
-    if tail == 0:
-        pending: collections.abc.Iterable[dict] = []
-    else:
-        entries: collections.deque[dict] | list[dict] = (
-            collections.deque(maxlen=tail) if tail > 0 else []
-        )
-        for f in files:
-            with open(f, "rb") as h:
-                for line in h:
-                    e = _parse(line)
-                    if e is not None and keep(e):
-                        entries.append(e)
-        pending = entries
-    for e in pending:
-        yield render(e, tty=tty, timestamps=timestamps)
-    if not follow:
-        return
-    # follow: continue from the current end of the live file
-    try:
-        fh = open(path, "rb")  # noqa: SIM115
-        fh.seek(0, os.SEEK_END)
-    except FileNotFoundError:
-        fh = None
+    if follow:
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        except FileNotFoundError:
+            fh = None
+    rotated = [f for f in log_files(path) if f != Path(path)]
+    entries: collections.deque[dict] | list[dict] = (
+        collections.deque(maxlen=tail) if tail > 0 else []
+    )
     buf = b""
+
+    def history(lines: collections.abc.Iterable[bytes]) -> None:
+        if tail == 0:
+            return
+        for line in lines:
+            e = _parse(line)
+            if e is not None and keep(e):
+                entries.append(e)
+
+    for f in rotated:
+        with open(f, "rb") as h:
+            history(h)
+    if follow:
+        if fh is not None:
+            *lines, buf = fh.read().split(b"\n")  # a partial last line waits for its end
+            history(lines)
+    elif Path(path).exists():
+        with open(path, "rb") as h:
+            history(h)
     try:
+        for entry in entries:
+            yield render(entry, tty=tty, timestamps=timestamps)
+        if not follow:
+            return
         while True:
             got = False
             if fh is not None:

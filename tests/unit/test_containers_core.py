@@ -255,3 +255,20 @@ def test_store_unique_names(tmp_path: Path) -> None:
     journal = st._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert journal == "wal"
     st.close()
+
+
+def test_follow_loses_no_line_written_while_the_history_is_read(tmp_path: Path) -> None:
+    """docker-py's run() follows the logs from the start of a running container: a line the
+    container writes between the history and the follow must still come (a reopen + seek to
+    the end dropped it: a middle line of a slow container's output went missing)."""
+    path = tmp_path / "c-json.log"
+    w = L.JsonFileWriter(path)
+    w.write("stdout", b"a\n")
+    alive = [True]
+    g = L.read_logs(path, follow=True, tty=True, running=lambda: alive[0], poll=0.01)
+    assert next(g) == b"a\n"  # the history; the generator pauses right after it
+    w.write("stdout", b"b\nc")  # written before the follow loop runs, "c" still partial
+    w.write("stdout", b"\n")
+    w.close()
+    alive[0] = False
+    assert list(g) == [b"b\n", b"c\n"]
