@@ -18,24 +18,23 @@ from engine.timefmt import human_duration
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}")
 
 
+def _scaled(n: float, base: float, units: tuple[str, ...], digits: int) -> str:
+    n = float(n or 0)
+    for unit in units[:-1]:
+        if abs(n) < base:
+            return f"{n:.{digits}g}{unit}"
+        n /= base
+    return f"{n:.{digits}g}{units[-1]}"
+
+
 def human_size(n: float) -> str:
     """docker's units.HumanSize: decimal units, 3 significant digits."""
-    n = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000.0:
-            return f"{n:.3g}{unit}"
-        n /= 1000.0
-    return f"{n:.3g}EB"
+    return _scaled(n, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB", "EB"), 3)
 
 
 def bytes_size(n: float) -> str:
     """docker's units.BytesSize (memory in `docker stats`): binary units, 4 significant digits."""
-    n = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024.0:
-            return f"{n:.4g}{unit}"
-        n /= 1024.0
-    return f"{n:.4g}EiB"
+    return _scaled(n, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"), 4)
 
 
 def ago(ts: float) -> str:
